@@ -1,0 +1,565 @@
+/*
+ * pycontain's C shim: the few things Python cannot do safely itself.
+ *
+ * The container's first process is created by clone3() straight into its new
+ * namespaces and cgroup.  From that moment until execve() no Python code may
+ * run: the child is a copy of a (possibly multi-threaded-looking) interpreter
+ * in a half-built world, with a different PID, root and mount table.  So
+ * Python compiles the container's setup into a flat array of `struct pc_op`
+ * (see pycontain/plan.py) and this file executes it, one syscall per op, and
+ * reports failures by op index so that Python can name the step that failed.
+ *
+ * The process tree it builds:
+ *
+ *   pycontain (Python, host)          waits, forwards signals, cleans up
+ *     └─ init  (C, PID 1 inside)       runs the setup ops, then forwards
+ *          │                           signals and reaps every zombie
+ *          └─ command (PID 2 inside)   runs the process ops, then execve()
+ *
+ * Only raw syscalls and async-signal-safe libc calls are used in the children.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim_api.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Our own copy of the kernel's struct clone_args (linux/sched.h), so that we
+ * build against older kernel headers too.  CLONE_ARGS_SIZE_VER2 = 88 bytes. */
+struct pc_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+    uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void report(int fd, int kind, int stage, int index, int err)
+{
+    struct pc_report r = {kind, stage, index, err, now_ns()};
+    if (fd >= 0) {
+        /* A pipe write of less than PIPE_BUF bytes is atomic. */
+        ssize_t n = write(fd, &r, sizeof r);
+        (void)n;
+    }
+}
+
+static __attribute__((noreturn)) void fail(int fd, int stage, int index, int err, int code)
+{
+    report(fd, PC_REPORT_ERROR, stage, index, err);
+    _exit(code);
+}
+
+/* ------------------------------------------------------------------ ops -- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof buf)
+        return -ENAMETOOLONG;
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* A bind mount can only be remounted read-only if the remount repeats the
+ * flags the kernel "locked" on it (nosuid, nodev, noexec, atime flags) when
+ * it was propagated from a more privileged mount namespace; otherwise it
+ * fails with EPERM.  So read them back with statvfs() and keep them. */
+static int remount_ro(const char *target, unsigned long extra)
+{
+    struct statvfs sv;
+    unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | extra;
+    if (statvfs(target, &sv) < 0)
+        return -errno;
+    if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+    if (mount(NULL, target, NULL, flags, NULL) < 0)
+        return -errno;
+    return 0;
+}
+
+/* pivot_root(".", ".") stacks the old root on top of the new one; we then
+ * detach it.  Marking it MS_SLAVE first makes sure the lazy unmount cannot
+ * propagate back to the host's mount namespace (runc and crun do the same). */
+static int pivot_into(const char *new_root)
+{
+    int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    int newroot = open(new_root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    int rc = 0;
+    if (oldroot < 0 || newroot < 0) { rc = -errno; goto out; }
+    if (fchdir(newroot) < 0) { rc = -errno; goto out; }
+    if (syscall(SYS_pivot_root, ".", ".") < 0) { rc = -errno; goto out; }
+    if (fchdir(oldroot) < 0) { rc = -errno; goto out; }
+    if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) { rc = -errno; goto out; }
+    if (umount2(".", MNT_DETACH) < 0) { rc = -errno; goto out; }
+    if (chdir("/") < 0) { rc = -errno; goto out; }
+out:
+    if (oldroot >= 0) close(oldroot);
+    if (newroot >= 0) close(newroot);
+    return rc;
+}
+
+/* When / is a ramfs/initramfs it cannot be pivoted away from (EINVAL), so
+ * move the new root over / and chroot into it instead. */
+static int move_root(const char *new_root)
+{
+    if (chdir(new_root) < 0) return -errno;
+    if (mount(new_root, "/", NULL, MS_MOVE, NULL) < 0) return -errno;
+    if (chroot(".") < 0) return -errno;
+    if (chdir("/") < 0) return -errno;
+    return 0;
+}
+
+static int loopback_up(void)
+{
+    struct ifreq ifr;
+    int rc = 0, s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) { rc = -errno; goto out; }
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = -errno;
+out:
+    close(s);
+    return rc;
+}
+
+/* binfmt_misc's register file wants the whole rule in a single write(). */
+static int write_file(const char *path, const char *data)
+{
+    size_t len = strlen(data);
+    int rc = 0, fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return -errno;
+    ssize_t n = write(fd, data, len);
+    if (n < 0) rc = -errno;
+    else if ((size_t)n != len) rc = -EIO;
+    close(fd);
+    return rc;
+}
+
+static int set_groups(const char *list, unsigned int count)
+{
+    gid_t groups[64];
+    unsigned int n = 0;
+    const char *p = list;
+    while (p && *p && n < count && n < 64) {
+        groups[n++] = (gid_t)strtoul(p, (char **)&p, 10);
+        if (*p == ',') p++;
+    }
+    return setgroups(n, groups) < 0 ? -errno : 0;
+}
+
+/* The terminal is created *inside* the container, from its own devpts
+ * instance, so that `tty` and /proc/self/fd/0 name a path that exists
+ * there.  The master end goes to whoever listens on the socket (pycontain
+ * itself, or an OCI --console-socket), like runc's console socket. */
+static int make_console(int sock)
+{
+    int zero = 0, rc = 0, slave = -1;
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) return -errno;
+    if (ioctl(master, TIOCSPTLCK, &zero) < 0) { rc = -errno; goto out; }
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0) { rc = -errno; goto out; }
+
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    char byte = 'T';
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    memset(cbuf, 0, sizeof cbuf);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &master, sizeof(int));
+    if (sendmsg(sock, &msg, 0) < 0) { rc = -errno; goto out; }
+
+    if (setsid() < 0) { rc = -errno; goto out; }
+    if (ioctl(slave, TIOCSCTTY, 0) < 0) { rc = -errno; goto out; }
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0) { rc = -errno; goto out; }
+out:
+    close(master);
+    if (slave > 2) close(slave);
+    close(sock);
+    return rc;
+}
+
+static int run_op(const struct pc_op *op)
+{
+    switch (op->kind) {
+    case PC_OP_MOUNT:
+        return mount(op->a, op->b, op->c, op->flags, op->d) < 0 ? -errno : 0;
+    case PC_OP_REMOUNT_RO:
+        return remount_ro(op->b, op->flags);
+    case PC_OP_MKDIR:
+        return mkdir_p(op->b, op->mode);
+    case PC_OP_MKFILE: {
+        int fd = open(op->b, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        if (fd < 0) return -errno;
+        close(fd);
+        return 0;
+    }
+    case PC_OP_MKNOD:
+        return mknod(op->b, op->mode, (dev_t)op->dev) < 0 ? -errno : 0;
+    case PC_OP_SYMLINK:
+        if (symlink(op->a, op->b) == 0) return 0;
+        if (errno != EEXIST) return -errno;
+        if (unlink(op->b) < 0) return -errno;
+        return symlink(op->a, op->b) < 0 ? -errno : 0;
+    case PC_OP_SETHOSTNAME:
+        return sethostname(op->a, strlen(op->a)) < 0 ? -errno : 0;
+    case PC_OP_PIVOT_ROOT:
+        return pivot_into(op->b);
+    case PC_OP_MOVE_ROOT:
+        return move_root(op->b);
+    case PC_OP_UNSHARE:
+        return unshare((int)op->flags) < 0 ? -errno : 0;
+    case PC_OP_LOOPBACK_UP:
+        return loopback_up();
+    case PC_OP_WRITE_FILE:
+        return write_file(op->b, op->a);
+    case PC_OP_CHDIR:
+        return chdir(op->b) < 0 ? -errno : 0;
+    case PC_OP_SETGROUPS:
+        return set_groups(op->a, op->mode);
+    case PC_OP_SETGID:
+        return setresgid(op->mode, op->mode, op->mode) < 0 ? -errno : 0;
+    case PC_OP_SETUID:
+        return setresuid(op->mode, op->mode, op->mode) < 0 ? -errno : 0;
+    case PC_OP_UMOUNT:
+        return umount2(op->b, (int)op->flags) < 0 ? -errno : 0;
+    case PC_OP_SETSID_CTTY:
+        if (setsid() < 0) return -errno;
+        return ioctl((int)op->mode, TIOCSCTTY, 0) < 0 ? -errno : 0;
+    case PC_OP_NO_NEW_PRIVS:
+        return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
+    case PC_OP_CONSOLE:
+        return make_console((int)op->mode);
+    }
+    return -EINVAL;
+}
+
+static void run_ops(const struct pc_spawn_args *a, int stage,
+                    const struct pc_op *ops, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = run_op(&ops[i]);
+        if (rc < 0)
+            fail(a->report_fd, stage, i, -rc, 125);
+        if (a->trace)
+            report(a->report_fd, PC_REPORT_DONE, stage, i, 0);
+    }
+}
+
+/* ------------------------------------------------------------ exec path -- */
+
+/* execvp() would search the *host's* PATH (it reads getenv("PATH") of this
+ * process), so search the container's PATH ourselves.  Like execvp, a
+ * permission error on one entry is remembered but the search goes on. */
+static __attribute__((noreturn)) void exec_command(const struct pc_spawn_args *a)
+{
+    char buf[4096];
+    int saw_eacces = 0;
+
+    if (a->trace)
+        report(a->report_fd, PC_REPORT_EXEC, PC_STAGE_EXEC, 0, 0);
+    if (strchr(a->file, '/')) {
+        execve(a->file, a->argv, a->envp);
+        fail(a->report_fd, PC_STAGE_EXEC, 0, errno, errno == ENOENT ? 127 : 126);
+    }
+    const char *p = a->search_path ? a->search_path : "";
+    int index = 0;
+    for (;; index++) {
+        const char *end = strchrnul(p, ':');
+        size_t dlen = (size_t)(end - p), flen = strlen(a->file);
+        if (dlen + flen + 2 <= sizeof buf) {
+            if (dlen == 0) {
+                memcpy(buf, a->file, flen + 1);         /* empty entry: cwd */
+            } else {
+                memcpy(buf, p, dlen);
+                buf[dlen] = '/';
+                memcpy(buf + dlen + 1, a->file, flen + 1);
+            }
+            execve(buf, a->argv, a->envp);
+            switch (errno) {
+            case EACCES:
+                saw_eacces = 1;
+                break;
+            case ENOENT: case ENOTDIR: case ESTALE: case ELOOP:
+            case ENAMETOOLONG: case ENODEV: case ETIMEDOUT:
+                break;
+            default:  /* e.g. ENOEXEC: the file is there but cannot run */
+                fail(a->report_fd, PC_STAGE_EXEC, index, errno, 126);
+            }
+        }
+        if (*end == '\0')
+            break;
+        p = end + 1;
+    }
+    if (saw_eacces)
+        fail(a->report_fd, PC_STAGE_EXEC, -1, EACCES, 126);
+    fail(a->report_fd, PC_STAGE_EXEC, -1, ENOENT, 127);
+}
+
+/* ---------------------------------------------------------- the command -- */
+
+static __attribute__((noreturn)) void command_main(const struct pc_spawn_args *a)
+{
+    sigset_t none;
+    struct sigaction dfl;
+
+    /* Python ignores SIGPIPE and SIGXFSZ, and "ignored" survives execve();
+     * init installed handlers, which execve resets anyway.  Give the command
+     * a clean slate: every disposition default, nothing blocked. */
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    umask(022);  /* init ran with 0; the command gets the usual default */
+
+    for (int i = 0; i < 3; i++)
+        if (a->stdio[i] >= 0 && a->stdio[i] != i && dup2(a->stdio[i], i) < 0)
+            fail(a->report_fd, PC_STAGE_SPAWN, i, errno, 125);
+
+    run_ops(a, PC_STAGE_PROCESS, a->process, a->n_process);
+
+    /* No host file descriptor may leak into the container: mark everything
+     * above stderr close-on-exec (the report pipe already is). */
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+
+    exec_command(a);
+}
+
+/* ----------------------------------------------------------------- init -- */
+
+static void ignore_signal(int sig) { (void)sig; }
+
+/* Our init is a copy of the pycontain (Python) process, so `ps` inside
+ * would show the host's python command line as PID 1, host paths and all.
+ * Overwrite the argv area (its bounds are fields 48-49 of /proc/self/stat)
+ * with a plain name, and set comm to match. */
+static void set_title(const char *title)
+{
+    char buf[2048];
+    unsigned long start = 0, end = 0;
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');          /* comm may contain spaces */
+    if (!p) return;
+    /* After ") " comes field 3; arg_start and arg_end are fields 48, 49. */
+    int field = 2;
+    for (p++; *p && field < 49; p++) {
+        if (*p == ' ') {
+            field++;
+            if (field == 48) start = strtoul(p + 1, NULL, 10);
+            if (field == 49) end = strtoul(p + 1, NULL, 10);
+        }
+    }
+    size_t len = strlen(title);
+    if (start && end > start && end - start > len) {
+        memset((void *)start, 0, end - start);
+        memcpy((void *)start, title, len);
+    }
+    prctl(PR_SET_NAME, title, 0, 0, 0);
+}
+
+static __attribute__((noreturn)) void init_main(struct pc_spawn_args *a)
+{
+    char byte;
+    sigset_t all;
+    struct sigaction sa;
+
+    for (int i = 0; i < 4; i++)
+        if (a->close_fds[i] >= 0)
+            close(a->close_fds[i]);
+
+    set_title("pycontain-init");
+    /* Device nodes and mount points get exactly the modes the plan says. */
+    umask(0);
+
+    /* If pycontain dies, we die, and with PID 1 the whole namespace. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* Without a new PID namespace we are not PID 1; become the reaper of
+     * our subtree anyway, so orphans still come to us. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+
+    /* Wait until the parent has written our uid/gid maps and put us in our
+     * cgroup.  EOF means it died or gave up: leave quietly. */
+    if (read(a->sync_fd, &byte, 1) != 1)
+        _exit(125);
+    close(a->sync_fd);
+
+    run_ops(a, PC_STAGE_SETUP, a->setup, a->n_setup);
+
+    /* The kernel drops signals sent to a PID-namespace init for which it
+     * has no handler.  Install a handler for every catchable signal, and
+     * keep them all blocked (they were blocked across clone, so none was
+     * lost); sigwaitinfo() below collects them. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = ignore_signal;
+    sigfillset(&sa.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &sa, NULL);
+    sigfillset(&all);
+
+    long cmd = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (cmd < 0)
+        fail(a->report_fd, PC_STAGE_SPAWN, 3, errno, 125);
+    if (cmd == 0)
+        command_main(a);
+
+    /* Only the command reports from here on; its exec closes the pipe. */
+    close(a->report_fd);
+    for (int fd = 0; fd < 3; fd++)
+        close(fd);
+
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            /* Forward everything else, the way docker's --init does. */
+            kill((pid_t)cmd, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t pid = waitpid(-1, &status, WNOHANG);
+            if (pid <= 0)
+                break;
+            if (pid == (pid_t)cmd) {
+                /* The command is done: so is the container.  Our exit
+                 * makes the kernel SIGKILL whatever is left in the PID
+                 * namespace. */
+                if (WIFEXITED(status))
+                    _exit(WEXITSTATUS(status));
+                _exit(128 + WTERMSIG(status));
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------------- spawn -- */
+
+int pc_spawn(struct pc_spawn_args *a)
+{
+    sigset_t all, old;
+    struct pc_clone_args ca;
+    long pid;
+    int err;
+
+    /* Block every signal across clone so that the child starts with them
+     * blocked and none sent to it early is lost (see init_main). */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+
+    memset(&ca, 0, sizeof ca);
+    ca.flags = a->clone_flags;
+    ca.exit_signal = SIGCHLD;
+    if (a->cgroup_fd >= 0) {
+        /* Born inside its cgroup: no window in which it could fork or
+         * allocate outside the limits. */
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)a->cgroup_fd;
+    }
+    a->used_clone3 = 1;
+    pid = syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid < 0 && errno == ENOSYS) {
+        /* Pre-5.3 kernel: plain clone; the caller moves the child into its
+         * cgroup before releasing it through sync_fd. */
+        a->used_clone3 = 0;
+        pid = syscall(SYS_clone, (unsigned long)a->clone_flags | SIGCHLD, 0, 0, 0, 0);
+    }
+    if (pid == 0)
+        init_main(a);
+    err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -err : (int)pid;
+}
+
+/* ------------------------------------------------- parent-side wrappers -- */
+
+int pc_unshare(unsigned long flags) { return unshare((int)flags) < 0 ? -errno : 0; }
+int pc_setns(int fd, int nstype) { return setns(fd, nstype) < 0 ? -errno : 0; }
+int pc_mount(const char *source, const char *target, const char *fstype,
+             unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data) < 0 ? -errno : 0;
+}
+int pc_umount2(const char *target, int flags) { return umount2(target, flags) < 0 ? -errno : 0; }
+int pc_pivot_root(const char *new_root, const char *put_old)
+{
+    return syscall(SYS_pivot_root, new_root, put_old) < 0 ? -errno : 0;
+}
+int pc_sethostname(const char *name)
+{
+    return sethostname(name, strlen(name)) < 0 ? -errno : 0;
+}

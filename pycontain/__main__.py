@@ -1,0 +1,7 @@
+"""``python3 -m pycontain`` is the same as the ``pycontain`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

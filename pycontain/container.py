@@ -1,0 +1,438 @@
+"""One container's life, from spec to exit status.
+
+:func:`run` is the story ``pycontain run`` tells, in order:
+
+1. record the container under /run/pycontain (so a crash can be cleaned up);
+2. unpack a tarball rootfs, if that is what we were given;
+3. look at the entrypoint: native, or foreign and needing QEMU?;
+4. compile everything into a :class:`~pycontain.plan.Plan`;
+5. create the cgroup, clone3 the container's init into it, write the
+   user-namespace maps, and let the init run its setup;
+6. forward signals (and relay the terminal) until the command exits;
+7. remove the cgroup, the state and the unpacked rootfs, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import plan as p
+from .errors import (
+    EXIT_CANNOT_INVOKE,
+    EXIT_NOT_FOUND,
+    EXIT_RUNTIME,
+    PycontainError,
+    strerror,
+)
+from .namespaces import CLONE_NEWUSER, clone_flags
+from .spec import DEFAULT_PATH, getenv, has_namespace, setenv
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .emulation import Emulation
+
+#: Signals pycontain does not forward (docker and runc skip the same).
+_NOT_FORWARDED = {17, 28, 23}  # SIGCHLD, SIGWINCH, SIGURG
+
+
+class RunOptions:
+    """How to run, as opposed to what to run (that is the spec)."""
+
+    __slots__ = (
+        "dry_run",
+        "emulation",
+        "interactive",
+        "name",
+        "no_pivot",
+        "qemu_dir",
+        "remove_rootfs",
+        "state_root",
+        "stats",
+        "trace",
+    )
+
+    def __init__(self) -> None:
+        self.trace = False
+        self.dry_run = False
+        self.interactive = False
+        self.no_pivot = False
+        self.emulation = "auto"    # auto | sandbox | host | off
+        self.qemu_dir: str | None = None
+        self.name: str | None = None
+        self.stats = False
+        self.state_root = "/run/pycontain"
+        self.remove_rootfs = False
+
+
+class Tracer:
+    """``--trace``: each kernel-level step on stderr, with its time since start."""
+
+    __slots__ = ("enabled", "t0")
+
+    def __init__(self, enabled: bool, t0: int) -> None:
+        self.enabled = enabled
+        self.t0 = t0
+
+    def emit(self, phase: str, text: str, ns: int | None = None) -> None:
+        if not self.enabled:
+            return
+        ms = ((ns if ns is not None else time.monotonic_ns()) - self.t0) / 1e6
+        sys.stderr.write(f"[{ms:8.3f} ms] {phase:<8} {text}\n")
+        sys.stderr.flush()
+
+
+def new_id() -> str:
+    return os.urandom(6).hex()
+
+
+# --------------------------------------------------------------- planning --
+
+def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
+               console_fd: int = -1, emulation: Emulation | None = None) -> p.Plan:
+    """Compile the spec into the steps a container start takes."""
+    from . import rootfs
+
+    plan = p.Plan()
+    at_clone, later = clone_flags(spec["linux"]["namespaces"])
+    plan.clone_flags = at_clone
+    process = spec["process"]
+    in_userns = bool(at_clone & CLONE_NEWUSER)
+
+    if later:
+        plan.setup.append(p.Step(p.UNSHARE, flags=later,
+                                 why="cgroup namespace rooted at our own group"))
+    if has_namespace(spec, "network"):
+        plan.setup.append(p.Step(p.LOOPBACK_UP, why="a new netns has only lo, and it is down"))
+    if spec.get("hostname") and has_namespace(spec, "uts"):
+        plan.setup.append(p.Step(p.SETHOSTNAME, a=spec["hostname"]))
+
+    extra: list[p.Step] = []
+    if emulation is not None:
+        plan.notes += emulation.notes
+        extra += emulation.setup_steps
+        plan.uid_map, plan.gid_map = emulation.uid_map, emulation.gid_map
+    no_pivot = opts.no_pivot or rootfs.host_root_is_ramfs()
+    plan.setup += rootfs.root_steps(spec, in_userns=in_userns, etc_files=etc_files,
+                                    no_pivot=no_pivot, extra_after_mounts=extra)
+
+    # The command's own steps, after pivot_root, in container paths.
+    if process.get("terminal"):
+        plan.process.append(p.Step(p.CONSOLE, mode=console_fd))
+    cwd = process.get("cwd") or "/"
+    if cwd != "/":
+        plan.process.append(p.Step(p.MKDIR, b=cwd, mode=0o755, why="docker creates -w"))
+    plan.process.append(p.Step(p.CHDIR, b=cwd))
+    user = process.get("user", {})
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    groups = [int(g) for g in user.get("additionalGids", [])]
+    if uid or gid or groups:
+        plan.process.append(p.Step(p.SETGROUPS, a=",".join(map(str, groups)),
+                                   mode=len(groups)))
+        plan.process.append(p.Step(p.SETGID, mode=gid))
+        plan.process.append(p.Step(p.SETUID, mode=uid))
+    if process.get("noNewPrivileges"):
+        plan.process.append(p.Step(p.NO_NEW_PRIVS))
+
+    plan.argv = list(process["args"])
+    plan.file = plan.argv[0]
+    plan.env = list(process["env"])
+    plan.search_path = getenv(spec, "PATH") or DEFAULT_PATH
+    return plan
+
+
+def etc_contents(spec: dict, network_host: bool) -> dict[str, str]:
+    """What the container's /etc/hostname, /etc/hosts, /etc/resolv.conf say."""
+    hostname = spec.get("hostname") or os.uname().nodename
+    files = {"/etc/hostname": hostname + "\n"}
+    if network_host:
+        for name in ("hosts", "resolv.conf"):
+            try:
+                with open(f"/etc/{name}") as f:
+                    files[f"/etc/{name}"] = f.read()
+            except OSError:
+                pass
+    else:
+        files["/etc/hosts"] = (
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"127.0.1.1\t{hostname}\n"
+        )
+        # No resolv.conf: a container with only lo has no one to ask.
+    return files
+
+
+# ---------------------------------------------------------------- running --
+
+def _exec_error(plan: p.Plan, err: int) -> PycontainError:
+    name = plan.file
+    if err == 2:  # ENOENT
+        if "/" in name:
+            return PycontainError(f"{name}: no such file or directory", EXIT_NOT_FOUND)
+        return PycontainError(f"executable file not found in $PATH: {name}", EXIT_NOT_FOUND)
+    if err == 13:  # EACCES
+        return PycontainError(f"{name}: permission denied (is it executable?)",
+                              EXIT_CANNOT_INVOKE)
+    if err == 8:  # ENOEXEC
+        return PycontainError(
+            f"{name}: exec format error (not a program this kernel can run; a binary "
+            "for another CPU needs emulation, see 'pycontain inspect')", EXIT_CANNOT_INVOKE)
+    return PycontainError(f"cannot execute {name}: {strerror(err)}", EXIT_CANNOT_INVOKE)
+
+
+def _step_error(plan: p.Plan, stage: int, index: int, err: int) -> PycontainError:
+    from . import shim
+
+    if stage == shim.STAGE_EXEC:
+        return _exec_error(plan, err)
+    steps = {shim.STAGE_SETUP: plan.setup, shim.STAGE_PROCESS: plan.process}.get(stage)
+    if steps is not None and 0 <= index < len(steps):
+        step = steps[index]
+        what = step.why or step.describe()
+        if step.why:
+            what = f"{step.why}: {step.describe()}"
+        return PycontainError(f"container setup failed at {what}: {strerror(err)}")
+    return PycontainError(f"starting the container failed: {strerror(err)}")
+
+
+class _Forwarder:
+    """Forward every signal pycontain receives to the container's init.
+
+    Uses the low-level ``_signal`` module: ``signal`` would import enum,
+    which costs milliseconds on every start."""
+
+    def __init__(self) -> None:
+        import _signal
+
+        self._signal = _signal
+        self.pid = 0
+        self.pending: list[int] = []
+        self.previous: dict[int, object] = {}
+        for sig in range(1, _signal.NSIG):
+            if sig in _NOT_FORWARDED or sig in (9, 19):  # KILL, STOP
+                continue
+            try:
+                self.previous[sig] = _signal.signal(sig, self._handle)
+            except (OSError, ValueError, RuntimeError):
+                pass  # e.g. glibc's internal real-time signals
+
+    def _handle(self, sig: int, frame: object) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        else:
+            self.pending.append(sig)
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        for sig in self.pending:
+            os.kill(pid, sig)
+        self.pending.clear()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            try:
+                self._signal.signal(sig, handler)
+            except (OSError, ValueError, TypeError):
+                pass
+
+
+def run(spec: dict, opts: RunOptions) -> int:
+    """Run the container described by ``spec``; return its exit status."""
+    from . import cgroups, state
+
+    t0 = time.monotonic_ns()
+    tracer = Tracer(opts.trace, t0)
+    cid = new_id()
+    st = state.ContainerState(cid, opts.state_root)
+    cgroup: cgroups.Cgroup | None = None
+    forwarder: _Forwarder | None = None
+    tty = None
+    plan: p.Plan | None = None
+    emulation: Emulation | None = None
+    try:
+        if not opts.dry_run:
+            _collect_stale(opts)
+            st.create(state.owner_token())
+        root = spec["root"]["path"]
+        if opts.remove_rootfs:
+            st.rootfs_dir = root
+
+        if not spec.get("hostname"):
+            spec["hostname"] = cid
+        if has_namespace(spec, "uts"):
+            setenv(spec, "HOSTNAME", spec["hostname"])
+        network_host = not has_namespace(spec, "network")
+        etc_files: dict[str, str] = {}
+        if not opts.dry_run:
+            for ctr_path, text in etc_contents(spec, network_host).items():
+                etc_files[ctr_path] = st.write(os.path.basename(ctr_path), text)
+        else:
+            etc_files = {k: f"{st.dir}/{os.path.basename(k)}"
+                         for k in etc_contents(spec, network_host)}
+
+        emulation = _prepare_emulation(spec, opts, tracer)
+
+        console_parent = console_child = -1
+        if spec["process"].get("terminal"):
+            import socket
+
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_parent, console_child = a.detach(), b.detach()
+        plan = build_plan(spec, opts, etc_files=etc_files, console_fd=console_child,
+                          emulation=emulation)
+
+        v2 = cgroups.find_v2_mount()
+        if v2:
+            cgroup = cgroups.Cgroup(v2, cid)
+            plan.cgroup_dir = cgroup.path
+        if opts.dry_run:
+            sys.stdout.write("\n".join(plan.lines()) + "\n")
+            return 0
+
+        for note in plan.notes:
+            tracer.emit("note", note)
+        if cgroup:
+            st.write("cgroup", cgroup.path)
+            cgroup.create()
+            tracer.emit("host", f"mkdir {cgroup.path}  (the container's cgroup v2 group)")
+            _apply_resources(spec, cgroup, tracer)
+
+        stdin_fd = -1
+        if not opts.interactive and not spec["process"].get("terminal"):
+            # docker without -i: the command reads EOF, not our terminal.
+            stdin_fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+
+        forwarder = _Forwarder()
+        from . import shim
+        from .namespaces import flag_names
+
+        tracer.emit("clone", f"clone3({flag_names(plan.clone_flags)}"
+                    + ("|CLONE_INTO_CGROUP" if cgroup else "") + ")")
+        spawned = shim.spawn(plan, cgroup_fd=cgroup.fd if cgroup else -1,
+                             stdio=(stdin_fd, -1, -1), trace=opts.trace)
+        if stdin_fd >= 0:
+            os.close(stdin_fd)
+        if console_child >= 0:
+            os.close(console_child)
+        pid = spawned.pid
+        st.write("pid", str(pid))
+        if cgroup and not spawned.used_clone3:
+            cgroup.add_pid(pid)
+        if plan.uid_map is not None:
+            _write_maps(pid, plan, tracer)
+        forwarder.attach(pid)
+        spawned.release()
+
+        error: PycontainError | None = None
+        for r in spawned.reports():
+            if r.kind == shim.REPORT_ERROR:
+                error = _step_error(plan, r.stage, r.index, r.err)
+            elif r.kind == shim.REPORT_DONE:
+                steps = plan.setup if r.stage == shim.STAGE_SETUP else plan.process
+                phase = "setup" if r.stage == shim.STAGE_SETUP else "process"
+                tracer.emit(phase, steps[r.index].describe(), r.ns)
+            elif r.kind == shim.REPORT_EXEC:
+                tracer.emit("exec", f"execve({plan.file!r}, {plan.argv!r}) "
+                            f"PATH={plan.search_path}", r.ns)
+
+        if console_parent >= 0 and error is None:
+            from .tty import relay
+
+            tty = relay(console_parent, pid, opts.interactive)
+        elif console_parent >= 0:
+            os.close(console_parent)
+
+        status = _wait(pid)
+        if tty is not None:
+            tty.finish()
+        if error is not None:
+            raise error
+        code = _exit_code(status)
+        if cgroup:
+            code = _report_cgroup(cgroup, code, opts)
+        tracer.emit("exit", f"container exited with status {code}")
+        return code
+    finally:
+        if forwarder is not None:
+            forwarder.restore()
+        if tty is not None:
+            tty.restore()
+        if not opts.dry_run:
+            if cgroup is not None:
+                cgroup.destroy()
+                tracer.emit("cleanup", f"rmdir {cgroup.path}")
+            if emulation is not None:
+                emulation.release(tracer)
+            st.remove()
+            tracer.emit("cleanup", f"rm -r {st.dir}")
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return status
+        except ChildProcessError:
+            return 0
+        except InterruptedError:  # pragma: no cover - PEP 475
+            continue
+
+
+def _exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _write_maps(pid: int, plan: p.Plan, tracer: Tracer) -> None:
+    for name, value in (("uid_map", plan.uid_map), ("gid_map", plan.gid_map)):
+        path = f"/proc/{pid}/{name}"
+        try:
+            with open(path, "w") as f:
+                f.write(value or "")
+        except OSError as e:
+            raise PycontainError(f"writing {path}: {strerror(e.errno or 0)}") from None
+        tracer.emit("maps", f"write {path} <- {value!r}")
+
+
+def _collect_stale(opts: RunOptions) -> None:
+    """Clean up after containers whose pycontain was killed (cheap when
+    there is nothing to do: one listdir)."""
+    from . import state
+
+    ids = state.list_ids(opts.state_root)
+    if ids:
+        state.collect_garbage(opts.state_root)
+
+
+def _prepare_emulation(spec: dict, opts: RunOptions, tracer: Tracer) -> Emulation | None:
+    """Decide, cheaply, whether the entrypoint is native; only a foreign one
+    pays for pyelftools, the QEMU table and binfmt_misc (emulation.py)."""
+    from .emulation import detect
+
+    return detect(spec, opts, tracer)
+
+
+def _apply_resources(spec: dict, cgroup: object, tracer: Tracer) -> None:
+    resources = spec["linux"].get("resources") or {}
+    if not resources:
+        return
+    from .limits import apply
+
+    apply(resources, cgroup, tracer)
+
+
+def _report_cgroup(cgroup: object, code: int, opts: RunOptions) -> int:
+    if not opts.stats and code != 137:
+        return code
+    try:
+        from .limits import after_exit
+    except ImportError:
+        return code
+    return after_exit(cgroup, code, opts)
+
+
+__all__ = ["EXIT_RUNTIME", "RunOptions", "build_plan", "run"]
