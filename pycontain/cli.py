@@ -244,6 +244,17 @@ def _prepare_rootfs(rootfs_arg: str, spec: dict, run_opts) -> None:
     run_opts.remove_rootfs = True
 
 
+def _set_user(spec: dict, value: str, explicit_env: list[str]) -> None:
+    """--user, resolved against the rootfs's own /etc/passwd and /etc/group."""
+    from .spec import setenv
+    from .users import resolve_user
+
+    uid, gid, groups, home = resolve_user(spec["root"]["path"], value)
+    spec["process"]["user"] = {"uid": uid, "gid": gid, "additionalGids": groups}
+    if home and not any(e.startswith("HOME=") for e in explicit_env):
+        setenv(spec, "HOME", home)
+
+
 def _warn(msg: str) -> None:
     sys.stderr.write(f"pycontain: warning: {msg}\n")
 
@@ -265,6 +276,8 @@ def cmd_run(argv: list[str]) -> int:
         return run(spec, run_opts)
     _prepare_rootfs(rootfs_arg, spec, run_opts)
     try:
+        if opts.get("user"):
+            _set_user(spec, opts["user"], explicit_env=opts.get("env", []))
         return run(spec, run_opts)
     finally:
         if run_opts.remove_rootfs:
