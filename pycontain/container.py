@@ -114,7 +114,9 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
         extra += emulation.setup_steps
         plan.uid_map, plan.gid_map = emulation.uid_map, emulation.gid_map
     no_pivot = opts.no_pivot or rootfs.host_root_is_ramfs()
-    plan.setup += rootfs.root_steps(spec, in_userns=in_userns, etc_files=etc_files,
+    plan.setup += rootfs.root_steps(spec, in_userns=in_userns,
+                                    own_netns=has_namespace(spec, "network"),
+                                    etc_files=etc_files,
                                     no_pivot=no_pivot, extra_after_mounts=extra)
 
     # The command's own steps, after pivot_root, in container paths.

@@ -76,8 +76,14 @@ def _is_file_source(source: str) -> bool:
         return False
 
 
-def mount_steps(root: str, m: dict, *, in_userns: bool) -> list[p.Step]:
+def mount_steps(root: str, m: dict, *, in_userns: bool, own_netns: bool = True) -> list[p.Step]:
     """The steps for one OCI mount entry, targets resolved inside ``root``."""
+    if m.get("type") == "sysfs" and in_userns and not own_netns:
+        # The kernel lets only the owner of the network namespace mount
+        # sysfs.  A user namespace sharing the host's network does not own
+        # it, so bind the host's /sys instead (read-only, as sysfs would be).
+        m = {"destination": m["destination"], "type": "bind", "source": "/sys",
+             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     dest = m["destination"]
     if not dest.startswith("/"):
         raise PycontainError(f"mount destination {dest!r} must be an absolute path")
@@ -149,7 +155,7 @@ def etc_file_steps(root: str, files: dict[str, str]) -> list[p.Step]:
     return steps
 
 
-def root_steps(spec: dict, *, in_userns: bool, etc_files: dict[str, str],
+def root_steps(spec: dict, *, in_userns: bool, own_netns: bool, etc_files: dict[str, str],
                no_pivot: bool, extra_after_mounts: list[p.Step] | None = None) -> list[p.Step]:
     """Everything from "make / private" to the pivot, in order."""
     root = spec["root"]["path"]
@@ -161,7 +167,7 @@ def root_steps(spec: dict, *, in_userns: bool, etc_files: dict[str, str],
     ]
     dev_done = False
     for m in spec["mounts"]:
-        steps += mount_steps(root, m, in_userns=in_userns)
+        steps += mount_steps(root, m, in_userns=in_userns, own_netns=own_netns)
         if m["destination"] == "/dev/pts" and not dev_done:
             steps += dev_steps(root, in_userns=in_userns)
             dev_done = True
