@@ -47,6 +47,7 @@ $(APT_STAMP):
 $(VENV)/.installed: $(APT_STAMP) pyproject.toml setup.py csrc/shim.c csrc/shim_api.h csrc/build_shim.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	rm -f pycontain/_shim*.so
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
 	@touch $@
 

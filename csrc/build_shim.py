@@ -52,5 +52,11 @@ if __name__ == "__main__":
     # compile() runs from tmpdir, so give it an absolute source path.
     so = make_builder(os.path.join(HERE, "shim.c")).compile(tmpdir=tmpdir, verbose="-v" in sys.argv)
     target = os.path.join(root, "pycontain", os.path.basename(so))
+    # Only one build may be importable: a stale _shim.abi3.so from pip
+    # would otherwise shadow (or be shadowed by) this one.
+    import glob
+
+    for old in glob.glob(os.path.join(root, "pycontain", "_shim*.so")):
+        os.unlink(old)
     os.replace(so, target)
     print(target)

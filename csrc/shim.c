@@ -38,6 +38,9 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -113,12 +116,13 @@ static int mkdir_p(const char *path, mode_t mode)
  * flags the kernel "locked" on it (nosuid, nodev, noexec, atime flags) when
  * it was propagated from a more privileged mount namespace; otherwise it
  * fails with EPERM.  So read them back with statvfs() and keep them. */
-static int remount_ro(const char *target, unsigned long extra)
+static int remount(const char *target, unsigned long extra)
 {
     struct statvfs sv;
-    unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | extra;
+    unsigned long flags = MS_REMOUNT | MS_BIND | extra;
     if (statvfs(target, &sv) < 0)
         return -errno;
+    if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
     if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
     if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
     if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
@@ -128,6 +132,79 @@ static int remount_ro(const char *target, unsigned long extra)
     if (mount(NULL, target, NULL, flags, NULL) < 0)
         return -errno;
     return 0;
+}
+
+/* maskedPaths: what a container must not read (/proc/kcore, /proc/keys,
+ * /sys/firmware ...).  Paths that this kernel does not have are skipped. */
+static int mask_path(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (S_ISDIR(st.st_mode))
+        return mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "size=0") < 0 ? -errno : 0;
+    return mount("/dev/null", path, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
+}
+
+/* readonlyPaths: /proc/sys, /proc/sysrq-trigger ... stay readable. */
+static int readonly_path(const char *path)
+{
+    if (access(path, F_OK) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
+        return -errno;
+    return remount(path, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+}
+
+/* Capabilities, in the order the kernel needs: the bounding set can only be
+ * reduced while we still hold CAP_SETPCAP, and KEEPCAPS stops setuid() to a
+ * non-root uid from clearing the permitted set before capset() below. */
+static int drop_bounding(uint64_t keep)
+{
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return -errno;
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)  /* past this kernel's last capability */
+                break;
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+static int set_caps(uint64_t keep, uint64_t ambient)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int i = 0; i < 2; i++) {
+        uint32_t word = (uint32_t)(keep >> (32 * i));
+        data[i].effective = data[i].permitted = data[i].inheritable = word;
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -errno;
+    for (int cap = 0; cap < 64; cap++)
+        if ((ambient & (1ULL << cap)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return -errno;
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    return 0;
+}
+
+static int load_seccomp(const char *prog, unsigned long long len)
+{
+    struct sock_fprog fprog;
+    if (len == 0 || len % sizeof(struct sock_filter) != 0)
+        return -EINVAL;
+    fprog.len = (unsigned short)(len / sizeof(struct sock_filter));
+    fprog.filter = (struct sock_filter *)prog;
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) < 0 ? -errno : 0;
 }
 
 /* pivot_root(".", ".") stacks the old root on top of the new one; we then
@@ -248,8 +325,8 @@ static int run_op(const struct pc_op *op)
     switch (op->kind) {
     case PC_OP_MOUNT:
         return mount(op->a, op->b, op->c, op->flags, op->d) < 0 ? -errno : 0;
-    case PC_OP_REMOUNT_RO:
-        return remount_ro(op->b, op->flags);
+    case PC_OP_REMOUNT:
+        return remount(op->b, op->flags);
     case PC_OP_MKDIR:
         return mkdir_p(op->b, op->mode);
     case PC_OP_MKFILE: {
@@ -294,6 +371,16 @@ static int run_op(const struct pc_op *op)
         return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
     case PC_OP_CONSOLE:
         return make_console((int)op->mode);
+    case PC_OP_MASK:
+        return mask_path(op->b);
+    case PC_OP_READONLY:
+        return readonly_path(op->b);
+    case PC_OP_CAPBSET:
+        return drop_bounding(op->flags);
+    case PC_OP_CAPSET:
+        return set_caps(op->flags, op->dev);
+    case PC_OP_SECCOMP:
+        return load_seccomp(op->a, op->dev);
     }
     return -EINVAL;
 }

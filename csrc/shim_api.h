@@ -12,7 +12,8 @@
 /* --- the operations a container's setup is made of ---------------------- */
 enum {
     PC_OP_MOUNT = 1,      /* mount(a=source, b=target, c=fstype, flags, d=data)     */
-    PC_OP_REMOUNT_RO,     /* bind-remount b read-only, keeping its locked flags     */
+    PC_OP_REMOUNT,        /* bind-remount b adding `flags` (MS_RDONLY, MS_NODEV ...)
+                             to the flags it already has (locked ones included)    */
     PC_OP_MKDIR,          /* mkdir -p b with mode; existing directories are fine     */
     PC_OP_MKFILE,         /* create b as an empty regular file if it does not exist */
     PC_OP_MKNOD,          /* mknod(b, mode, dev)                                     */
@@ -30,9 +31,18 @@ enum {
     PC_OP_UMOUNT,         /* umount2(b, flags)                                       */
     PC_OP_SETSID_CTTY,    /* setsid(), then make fd `mode` the controlling terminal  */
     PC_OP_NO_NEW_PRIVS,   /* prctl(PR_SET_NO_NEW_PRIVS, 1)                           */
-    PC_OP_CONSOLE         /* open a pty in the container's devpts, send its master
+    PC_OP_CONSOLE,        /* open a pty in the container's devpts, send its master
                              over the unix socket fd `mode` (SCM_RIGHTS), and make
                              its peer our stdin/stdout/stderr and controlling tty */
+    PC_OP_MASK,           /* hide b: a read-only empty tmpfs over a directory, or
+                             /dev/null bound over a file; a missing b is fine       */
+    PC_OP_READONLY,       /* bind b onto itself read-only; a missing b is fine      */
+    PC_OP_CAPBSET,        /* keep caps across setuid (PR_SET_KEEPCAPS), and drop
+                             from the bounding set every cap not in mask `flags`   */
+    PC_OP_CAPSET,         /* capset(): effective = permitted = inheritable = `flags`;
+                             ambient = `dev`                                        */
+    PC_OP_SECCOMP         /* load the classic-BPF program at a (`dev` bytes) with
+                             seccomp(SECCOMP_SET_MODE_FILTER): the last step       */
 };
 
 struct pc_op {

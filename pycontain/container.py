@@ -112,7 +112,9 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if emulation is not None:
         plan.notes += emulation.notes
         extra += emulation.setup_steps
-        plan.uid_map, plan.gid_map = emulation.uid_map, emulation.gid_map
+    if in_userns:
+        plan.uid_map = _id_map(spec["linux"].get("uidMappings"))
+        plan.gid_map = _id_map(spec["linux"].get("gidMappings"))
     no_pivot = opts.no_pivot or rootfs.host_root_is_ramfs()
     plan.setup += rootfs.root_steps(spec, in_userns=in_userns,
                                     own_netns=has_namespace(spec, "network"),
@@ -142,6 +144,13 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     plan.env = list(process["env"])
     plan.search_path = getenv(spec, "PATH") or DEFAULT_PATH
     return plan
+
+
+def _id_map(mappings: list[dict] | None) -> str:
+    """OCI uid/gidMappings as the text /proc/<pid>/uid_map takes."""
+    if not mappings:
+        raise PycontainError("a user namespace needs linux.uidMappings and gidMappings")
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
 
 
 def etc_contents(spec: dict, network_host: bool) -> dict[str, str]:
@@ -339,6 +348,9 @@ def run(spec: dict, opts: RunOptions) -> int:
             elif r.kind == shim.REPORT_EXEC:
                 tracer.emit("exec", f"execve({plan.file!r}, {plan.argv!r}) "
                             f"PATH={plan.search_path}", r.ns)
+                if emulation is not None:
+                    tracer.emit("exec", f"  {emulation.target} ELF: binfmt_misc makes the "
+                                f"kernel run {emulation.qemu} with it", r.ns)
 
         if console_parent >= 0 and error is None:
             from .tty import relay

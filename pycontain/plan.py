@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # Op kinds: keep in sync with the enum in csrc/shim_api.h (checked by
 # tests/test_plan.py against the compiled shim).
 MOUNT = 1
-REMOUNT_RO = 2
+REMOUNT = 2
 MKDIR = 3
 MKFILE = 4
 MKNOD = 5
@@ -50,6 +50,11 @@ UMOUNT = 17
 SETSID_CTTY = 18
 NO_NEW_PRIVS = 19
 CONSOLE = 20
+MASK = 21
+READONLY = 22
+CAPBSET = 23
+CAPSET = 24
+SECCOMP = 25
 
 # mount(2) flags, from <sys/mount.h> (a stable kernel ABI).
 MS_RDONLY = 0x1
@@ -119,8 +124,9 @@ class Step:
             data = f", {self.d!r}" if self.d else ""
             return (f"mount({self.a!r}, {self.b!r}, {self.c!r}, "
                     f"{mount_flag_names(self.flags)}{data})")
-        if k == REMOUNT_RO:
-            return f"mount(NULL, {self.b!r}, NULL, MS_REMOUNT|MS_BIND|MS_RDONLY+locked flags)"
+        if k == REMOUNT:
+            return (f"mount(NULL, {self.b!r}, NULL, MS_REMOUNT|MS_BIND|"
+                    f"{mount_flag_names(self.flags)} + the flags it has)")
         if k == MKDIR:
             return f"mkdir -p {self.b} (mode {self.mode:o})"
         if k == MKFILE:
@@ -163,6 +169,23 @@ class Step:
         if k == CONSOLE:
             return ("open /dev/ptmx in the container, send the master to pycontain, "
                     "setsid(), TIOCSCTTY, dup2 the pty onto 0, 1, 2")
+        if k == MASK:
+            return f"mask {self.b} (empty read-only tmpfs, or /dev/null bound over it)"
+        if k == READONLY:
+            return f"mount({self.b!r}, {self.b!r}, MS_BIND|MS_REC) then remount MS_RDONLY"
+        if k == CAPBSET:
+            from .capabilities import names
+
+            return (f"prctl(PR_SET_KEEPCAPS, 1); prctl(PR_CAPBSET_DROP) for all but "
+                    f"[{names(self.flags)}]")
+        if k == CAPSET:
+            from .capabilities import names
+
+            amb = f"; ambient [{names(self.dev)}]" if self.dev else "; ambient cleared"
+            return f"capset(effective=permitted=inheritable=[{names(self.flags)}]){amb}"
+        if k == SECCOMP:
+            return (f"seccomp(SECCOMP_SET_MODE_FILTER, {self.dev // 8} BPF instructions)"
+                    + (f": {self.why}" if self.why else ""))
         return f"op {k}"
 
 

@@ -40,11 +40,7 @@ _OPTION_FLAGS: dict[str, tuple[int, int]] = {
 }
 
 #: The device nodes every container gets (runtime-spec "Default Devices").
-#: name -> (major, minor)
-DEFAULT_DEVICES = {
-    "null": (1, 3), "zero": (1, 5), "full": (1, 7),
-    "random": (1, 8), "urandom": (1, 9), "tty": (5, 0),
-}
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 #: Links in /dev that programs expect.
 DEFAULT_DEV_LINKS = {
@@ -52,8 +48,6 @@ DEFAULT_DEV_LINKS = {
     "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
     "ptmx": "pts/ptmx",
 }
-
-S_IFCHR = 0o020000
 
 
 def parse_options(options: list[str]) -> tuple[int, str]:
@@ -106,10 +100,12 @@ def mount_steps(root: str, m: dict, *, in_userns: bool, own_netns: bool = True) 
         # parts take a second, remounting call.
         steps.append(p.Step(p.MOUNT, a=source, b=target, c=None,
                             flags=flags & (p.MS_BIND | p.MS_REC), why=f"bind {dest}"))
-        if flags & p.MS_RDONLY:
-            steps.append(p.Step(p.REMOUNT_RO, b=target,
-                                flags=flags & (p.MS_NOSUID | p.MS_NODEV | p.MS_NOEXEC)))
+        extra = flags & (p.MS_RDONLY | p.MS_NOSUID | p.MS_NODEV | p.MS_NOEXEC)
+        if extra:
+            steps.append(p.Step(p.REMOUNT, b=target, flags=extra))
         return steps
+    if dest == "/dev" and fstype == "tmpfs":
+        flags |= p.MS_NODEV  # see dev_steps: devices come in as bind mounts
     steps.append(p.Step(p.MKDIR, b=target, mode=0o755))
     steps.append(p.Step(p.MOUNT, a=source, b=target, c=fstype, d=data or None,
                         flags=flags, why=f"{fstype} on {dest}"))
@@ -119,19 +115,21 @@ def mount_steps(root: str, m: dict, *, in_userns: bool, own_netns: bool = True) 
 def dev_steps(root: str, *, in_userns: bool) -> list[p.Step]:
     """Device nodes and links in the container's fresh /dev tmpfs.
 
-    As real root we mknod them.  Inside a user namespace mknod of a device
-    is forbidden, so we bind-mount the host's nodes instead (what rootless
-    runc and podman do)."""
+    Devices and the kernel's device-access checks: cgroup v2 has no device
+    controller file, only an eBPF hook, and pycontain installs no eBPF.  So
+    it relies on ``nodev`` instead.  The rootfs, /dev, /dev/shm and every
+    volume are mounted ``nodev``: a node the container creates there (it
+    keeps CAP_MKNOD, as in docker) cannot be opened.  The few devices a
+    container needs are the *host's* nodes, bind-mounted one by one: each
+    bind is a mount of its own, from the host's devtmpfs, where device
+    access is allowed.  The same works inside a user namespace, where
+    mknod of a device is refused anyway."""
     dev = resolve_in_root(root, "/dev")
     steps: list[p.Step] = []
-    for name, (major, minor) in DEFAULT_DEVICES.items():
+    for name in DEFAULT_DEVICES:
         path = f"{dev}/{name}"
-        if in_userns:
-            steps.append(p.Step(p.MKFILE, b=path, mode=0o666))
-            steps.append(p.Step(p.MOUNT, a=f"/dev/{name}", b=path, flags=p.MS_BIND))
-        else:
-            steps.append(p.Step(p.MKNOD, b=path, mode=S_IFCHR | 0o666,
-                                dev=os.makedev(major, minor)))
+        steps.append(p.Step(p.MKFILE, b=path, mode=0o666))
+        steps.append(p.Step(p.MOUNT, a=f"/dev/{name}", b=path, flags=p.MS_BIND))
     for name, target in DEFAULT_DEV_LINKS.items():
         steps.append(p.Step(p.SYMLINK, a=target, b=f"{dev}/{name}"))
     return steps
@@ -164,6 +162,8 @@ def root_steps(spec: dict, *, in_userns: bool, own_netns: bool, etc_files: dict[
                why="stop mount propagation to the host"),
         p.Step(p.MOUNT, a=root, b=root, flags=p.MS_BIND | p.MS_REC,
                why="make the rootfs a mount point for pivot_root"),
+        p.Step(p.REMOUNT, b=root, flags=p.MS_NODEV,
+               why="device nodes in the rootfs must not reach host devices"),
     ]
     dev_done = False
     for m in spec["mounts"]:
@@ -177,7 +177,7 @@ def root_steps(spec: dict, *, in_userns: bool, own_netns: bool, etc_files: dict[
     if extra_after_mounts:
         steps += extra_after_mounts
     if spec["root"].get("readonly"):
-        steps.append(p.Step(p.REMOUNT_RO, b=root, why="--read-only"))
+        steps.append(p.Step(p.REMOUNT, b=root, flags=p.MS_RDONLY, why="--read-only"))
     steps.append(p.Step(p.MOVE_ROOT if no_pivot else p.PIVOT_ROOT, b=root))
     return steps
 

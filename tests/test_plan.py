@@ -12,10 +12,10 @@ from pycontain.spec import default_spec
 def test_op_numbers_match_the_c_shim():
     from pycontain._shim import lib
 
-    for name in ("MOUNT", "REMOUNT_RO", "MKDIR", "MKFILE", "MKNOD", "SYMLINK", "SETHOSTNAME",
+    for name in ("MOUNT", "REMOUNT", "MKDIR", "MKFILE", "MKNOD", "SYMLINK", "SETHOSTNAME",
                  "PIVOT_ROOT", "MOVE_ROOT", "UNSHARE", "LOOPBACK_UP", "WRITE_FILE", "CHDIR",
                  "SETGROUPS", "SETGID", "SETUID", "UMOUNT", "SETSID_CTTY", "NO_NEW_PRIVS",
-                 "CONSOLE"):
+                 "CONSOLE", "MASK", "READONLY", "CAPBSET", "CAPSET", "SECCOMP"):
         assert getattr(p, name) == getattr(lib, f"PC_OP_{name}"), name
 
 
