@@ -68,7 +68,7 @@ class Runner:
     def __call__(self, *args: str | os.PathLike, timeout: float = 60,
                  input: str | None = None, **kw) -> subprocess.CompletedProcess:
         return subprocess.run([*self.cmd, *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout, input=input, **kw)
+                              timeout=timeout, input=input, check=False, **kw)
 
     def run(self, *args: str | os.PathLike, **kw) -> subprocess.CompletedProcess:
         return self("run", *args, **kw)
@@ -102,6 +102,11 @@ def leftovers() -> list[str]:
             found += [os.path.join(v2, n) for n in os.listdir(v2)
                       if os.path.isdir(os.path.join(v2, n))]
     return found
+
+
+def read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def host_mounts() -> list[str]:

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import leftovers, requires_root
+from conftest import leftovers, read, requires_root
 
 pytestmark = requires_root
 
@@ -34,7 +34,7 @@ def _wait_for(predicate, timeout=10.0):
 def _descendants(pid: int) -> list[int]:
     out: list[int] = []
     try:
-        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        children = read(f"/proc/{pid}/task/{pid}/children").split()
     except OSError:
         return out
     for c in map(int, children):
@@ -47,7 +47,7 @@ def _container_running(proc) -> bool:
     """True once some process of the container has exec'd sleep."""
     for pid in _descendants(proc.pid):
         try:
-            if open(f"/proc/{pid}/comm").read().strip() == "sleep":
+            if read(f"/proc/{pid}/comm").strip() == "sleep":
                 return True
         except OSError:
             pass
@@ -93,7 +93,7 @@ def test_if_pycontain_dies_the_container_dies(pycontain, rootfs):
     def gone() -> bool:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                if marker in open(f"/proc/{pid}/cmdline").read():
+                if marker in read(f"/proc/{pid}/cmdline"):
                     return False
             except OSError:
                 pass
