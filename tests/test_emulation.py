@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import busybox_rootfs, leftovers, one_line_error, read, requires_root
+from pchelpers import busybox_rootfs, leftovers, one_line_error, read, requires_root
 
 pytestmark = requires_root
 
@@ -166,7 +166,7 @@ def test_native_start_does_not_import_pyelftools(rootfs):
     code = ("import sys; from pycontain.cli import main; rc = main(['run', sys.argv[1], "
             "'/bin/true']); assert 'elftools' not in sys.modules, 'pyelftools imported'; "
             "assert 'pyroute2' not in sys.modules; sys.exit(rc)")
-    from conftest import REPO
+    from pchelpers import REPO
 
     py = str(REPO / ".venv" / "bin" / "python")
     out = subprocess.run([py, "-c", code, str(rootfs)], capture_output=True, text=True,

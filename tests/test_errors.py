@@ -7,7 +7,7 @@ import os
 import subprocess
 import tarfile
 
-from conftest import host_mounts, leftovers, one_line_error, pycontain_cmd, requires_root
+from pchelpers import host_mounts, leftovers, one_line_error, pycontain_cmd, requires_root
 
 pytestmark = requires_root
 

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import leftovers, read, requires_root
+from pchelpers import leftovers, read, requires_root
 
 pytestmark = requires_root
 

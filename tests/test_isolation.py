@@ -8,7 +8,7 @@ import subprocess
 import tarfile
 
 import pytest
-from conftest import leftovers, requires_root
+from pchelpers import leftovers, requires_root
 
 pytestmark = requires_root
 
@@ -86,6 +86,8 @@ def test_host_mounts_are_invisible_and_old_root_unreachable(pycontain, rootfs, t
     mounts, rest = out.stdout.split("---\n")
     allowed = {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
                "/sys/fs/cgroup", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+    # The host's device nodes, each bind-mounted (see rootfs.dev_steps).
+    allowed |= {f"/dev/{d}" for d in ("null", "zero", "full", "random", "urandom", "tty")}
     assert set(mounts.split()) <= allowed, mounts
     assert "marker-visible" not in rest
     # PID 1's root is the rootfs: the host's root is gone from this namespace.

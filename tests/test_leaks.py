@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import host_mounts, leftovers, requires_root
+from pchelpers import host_mounts, leftovers, requires_root
 
 pytestmark = requires_root
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import requires_root
+from pchelpers import requires_root
 
 pytestmark = requires_root
 

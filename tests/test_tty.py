@@ -9,7 +9,7 @@ import struct
 import termios
 import time
 
-from conftest import pycontain_cmd, requires_root
+from pchelpers import pycontain_cmd, requires_root
 
 pytestmark = requires_root
 
