@@ -44,6 +44,9 @@ run options:
       --dry-run             print the plan and run nothing
       --stats               print peak memory and CPU time at exit
       --rm                  accepted for docker compatibility (always true)
+      --cap-add CAP, --cap-drop CAP   change docker's 14 default capabilities (ALL works)
+      --privileged          all capabilities; no masked paths, read-only paths or seccomp
+      --security-opt OPT    no-new-privileges=false, seccomp=unconfined
   resource limits (cgroup v2): --memory, --memory-swap, --memory-reservation,
       --cpus, --cpu-shares, --cpu-weight, --cpuset-cpus, --cpuset-mems,
       --pids-limit, --device-read-bps DEV:RATE, --device-write-bps DEV:RATE
@@ -79,6 +82,10 @@ _RUN_OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--pids-limit": ("pids_limit", True, False),
     "--device-read-bps": ("device_read_bps", True, True),
     "--device-write-bps": ("device_write_bps", True, True),
+    "--cap-add": ("cap_add", True, True),
+    "--cap-drop": ("cap_drop", True, True),
+    "--privileged": ("privileged", False, False),
+    "--security-opt": ("security_opt", True, True),
 }
 
 
@@ -185,6 +192,7 @@ def _build(opts: dict, positional: list[str]):  # -> tuple[dict, RunOptions]
         spec["mounts"].append(_parse_volume(vol))
     if opts.get("name"):
         spec["annotations"]["io.pycontain.name"] = opts["name"]
+    _security(opts, spec)
     _limits(opts, spec)
     return spec, run_opts, rootfs_arg
 
@@ -203,6 +211,29 @@ def _parse_volume(vol: str) -> dict:
         raise PycontainError(f"-v {vol!r}: {host}: no such file or directory")
     return {"destination": ctr, "type": "bind", "source": host,
             "options": ["rbind", "nosuid", "nodev", mode]}
+
+
+def _security(opts: dict, spec: dict) -> None:
+    """--privileged, --cap-add/--cap-drop, --security-opt: docker's semantics."""
+    from .capabilities import resolve
+    from .security import apply_defaults
+
+    no_new_privs = seccomp = True
+    for item in opts.get("security_opt", []):
+        key, sep, value = item.replace(":", "=", 1).partition("=")
+        value = value if sep else "true"
+        if key == "no-new-privileges" and value in ("true", "false"):
+            no_new_privs = value == "true"
+        elif key == "seccomp" and value in ("unconfined", "default"):
+            seccomp = value == "default"
+        else:
+            raise PycontainError(
+                f"--security-opt {item!r}: supported are no-new-privileges[=true|false] "
+                "and seccomp=unconfined|default")
+    privileged = bool(opts.get("privileged"))
+    caps = resolve(opts.get("cap_add", []), opts.get("cap_drop", []), privileged)
+    apply_defaults(spec, privileged=privileged, caps=caps, no_new_privs=no_new_privs,
+                   seccomp=seccomp)
 
 
 def _limits(opts: dict, spec: dict) -> None:

@@ -112,6 +112,9 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if emulation is not None:
         plan.notes += emulation.notes
         extra += emulation.setup_steps
+    from . import security
+
+    extra += security.path_steps(spec)
     if in_userns:
         plan.uid_map = _id_map(spec["linux"].get("uidMappings"))
         plan.gid_map = _id_map(spec["linux"].get("gidMappings"))
@@ -128,6 +131,8 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if cwd != "/":
         plan.process.append(p.Step(p.MKDIR, b=cwd, mode=0o755, why="docker creates -w"))
     plan.process.append(p.Step(p.CHDIR, b=cwd))
+    caps_before, caps_after = security.capability_steps(spec)
+    plan.process += caps_before
     user = process.get("user", {})
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids", [])]
@@ -136,8 +141,11 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
                                    mode=len(groups)))
         plan.process.append(p.Step(p.SETGID, mode=gid))
         plan.process.append(p.Step(p.SETUID, mode=uid))
+    plan.process += caps_after
     if process.get("noNewPrivileges"):
         plan.process.append(p.Step(p.NO_NEW_PRIVS))
+    # Last: from here on, every syscall (execve included) meets the filter.
+    plan.process += security.seccomp_steps(spec)
 
     plan.argv = list(process["args"])
     plan.file = plan.argv[0]

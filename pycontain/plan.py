@@ -99,7 +99,7 @@ class Step:
     def __init__(
         self,
         kind: int | str,
-        a: str | None = None,
+        a: str | bytes | None = None,
         b: str | None = None,
         c: str | None = None,
         d: str | None = None,

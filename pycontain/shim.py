@@ -89,7 +89,9 @@ def _ops(steps: list[Step], keep: list) -> object:
         for field in ("a", "b", "c", "d"):
             value = getattr(s, field)
             if value is not None:
-                cstr = ffi.new("char[]", value.encode())
+                # bytes pass through as they are (a BPF program has NULs).
+                raw = value if isinstance(value, bytes) else value.encode()
+                cstr = ffi.new("char[]", raw)
                 keep.append(cstr)
                 setattr(op, field, cstr)
         op.flags = s.flags
