@@ -19,6 +19,7 @@ from .errors import EXIT_RUNTIME, PycontainError
 USAGE = """\
 usage: pycontain run [OPTIONS] ROOTFS [CMD [ARG...]]
        pycontain inspect ROOTFS [CMD...] [--json]
+       pycontain explain ROOTFS [--json]
        pycontain binfmt status|install|uninstall|prune [...]
        pycontain gc
        pycontain version
@@ -360,6 +361,12 @@ def cmd_binfmt(argv: list[str]) -> int:
     return main_binfmt(argv)
 
 
+def cmd_explain(argv: list[str]) -> int:
+    from .explain import main_explain
+
+    return main_explain(argv)
+
+
 def cmd_version(argv: list[str]) -> int:
     from . import __version__
 
@@ -372,6 +379,7 @@ COMMANDS = {
     "gc": cmd_gc,
     "inspect": cmd_inspect,
     "binfmt": cmd_binfmt,
+    "explain": cmd_explain,
     "version": cmd_version,
 }
 
