@@ -26,6 +26,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -77,8 +78,12 @@ static void report(int fd, int kind, int stage, int index, int err)
 {
     struct pc_report r = {kind, stage, index, err, now_ns()};
     if (fd >= 0) {
-        /* A pipe write of less than PIPE_BUF bytes is atomic. */
-        ssize_t n = write(fd, &r, sizeof r);
+        /* The report channel is a unix socket: one small send() is atomic,
+         * and MSG_NOSIGNAL keeps a reader that went away (OCI create has
+         * exited by the time an exec fails) from killing us with SIGPIPE. */
+        ssize_t n = send(fd, &r, sizeof r, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, &r, sizeof r);
         (void)n;
     }
 }
@@ -320,6 +325,24 @@ out:
     return rc;
 }
 
+/* runc's exec FIFO: `create` leaves the command blocked here, after all
+ * of its setup, until `start` opens the FIFO for reading. */
+static int wait_start(int report_fd, int fifo)
+{
+    char path[64], byte = '0';
+    report(report_fd, PC_REPORT_READY, PC_STAGE_PROCESS, 0, 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fifo);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t n = write(fd, &byte, 1);
+    int rc = n == 1 ? 0 : -EIO;
+    close(fd);
+    close(fifo);
+    return rc;
+}
+
+static int g_report_fd = -1;
+
 static int run_op(const struct pc_op *op)
 {
     switch (op->kind) {
@@ -381,6 +404,10 @@ static int run_op(const struct pc_op *op)
         return set_caps(op->flags, op->dev);
     case PC_OP_SECCOMP:
         return load_seccomp(op->a, op->dev);
+    case PC_OP_WAIT_START:
+        return wait_start(g_report_fd, (int)op->mode);
+    case PC_OP_SETNS:
+        return setns((int)op->mode, (int)op->flags) < 0 ? -errno : 0;
     }
     return -EINVAL;
 }
@@ -388,6 +415,7 @@ static int run_op(const struct pc_op *op)
 static void run_ops(const struct pc_spawn_args *a, int stage,
                     const struct pc_op *ops, int n)
 {
+    g_report_fd = a->report_fd;
     for (int i = 0; i < n; i++) {
         int rc = run_op(&ops[i]);
         if (rc < 0)
@@ -530,8 +558,10 @@ static __attribute__((noreturn)) void init_main(struct pc_spawn_args *a)
     /* Device nodes and mount points get exactly the modes the plan says. */
     umask(0);
 
-    /* If pycontain dies, we die, and with PID 1 the whole namespace. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    /* If pycontain dies, we die, and with PID 1 the whole namespace.  A
+     * detached (OCI) container outlives the `create` that made it. */
+    if (!a->detach)
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* Without a new PID namespace we are not PID 1; become the reaper of
      * our subtree anyway, so orphans still come to us. */
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

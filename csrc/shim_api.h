@@ -41,8 +41,12 @@ enum {
                              from the bounding set every cap not in mask `flags`   */
     PC_OP_CAPSET,         /* capset(): effective = permitted = inheritable = `flags`;
                              ambient = `dev`                                        */
-    PC_OP_SECCOMP         /* load the classic-BPF program at a (`dev` bytes) with
+    PC_OP_SECCOMP,        /* load the classic-BPF program at a (`dev` bytes) with
                              seccomp(SECCOMP_SET_MODE_FILTER): the last step       */
+    PC_OP_WAIT_START,     /* report READY, then block until `pycontain start`: open
+                             the exec FIFO (O_PATH fd `mode`) for writing through
+                             /proc/self/fd, which waits for a reader               */
+    PC_OP_SETNS           /* setns(fd `mode`, nstype `flags`): join a namespace    */
 };
 
 struct pc_op {
@@ -60,7 +64,8 @@ struct pc_op {
 enum {
     PC_REPORT_DONE = 1,   /* op `index` of `stage` finished at `ns` (trace only) */
     PC_REPORT_ERROR = 2,  /* op `index` of `stage` failed with `err`             */
-    PC_REPORT_EXEC = 3    /* about to execve (trace only)                        */
+    PC_REPORT_EXEC = 3,   /* about to execve (trace only)                        */
+    PC_REPORT_READY = 4   /* created: waiting for `start` before execve          */
 };
 
 enum {
@@ -85,6 +90,8 @@ struct pc_spawn_args {
     int report_fd;               /* child writes struct pc_report records           */
     int close_fds[4];            /* parent-side pipe ends the child must close      */
     int trace;                   /* nonzero: report every finished op               */
+    int detach;                  /* nonzero: outlive pycontain (OCI create); no
+                                    PR_SET_PDEATHSIG                                */
 
     const struct pc_op *setup;   /* PC_STAGE_SETUP, run by PID 1                    */
     int n_setup;

@@ -32,6 +32,7 @@ from .spec import DEFAULT_PATH, getenv, has_namespace, setenv
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .emulation import Emulation
+    from .network import Attachment, BridgeConfig
 
 #: Signals pycontain does not forward (docker and runc skip the same).
 _NOT_FORWARDED = {17, 28, 23}  # SIGCHLD, SIGWINCH, SIGURG
@@ -41,13 +42,19 @@ class RunOptions:
     """How to run, as opposed to what to run (that is the spec)."""
 
     __slots__ = (
+        "console_socket",
+        "container_id",
+        "detach",
         "dry_run",
         "emulation",
+        "exec_fifo",
         "interactive",
         "name",
+        "net",
         "no_pivot",
         "qemu_dir",
         "remove_rootfs",
+        "result_pid",
         "state_root",
         "stats",
         "trace",
@@ -64,6 +71,14 @@ class RunOptions:
         self.stats = False
         self.state_root = "/run/pycontain"
         self.remove_rootfs = False
+        self.net: BridgeConfig | None = None  # --network bridge (network.py)
+        # OCI create (oci.py): a given id, and a container that outlives us,
+        # blocked before execve on the exec FIFO until `start`.
+        self.container_id: str | None = None
+        self.detach = False
+        self.exec_fifo = -1                # O_PATH fd of the FIFO, inherited
+        self.console_socket: str | None = None  # OCI --console-socket path
+        self.result_pid = 0                # out: the container's init pid
 
 
 class Tracer:
@@ -144,6 +159,8 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     plan.process += caps_after
     if process.get("noNewPrivileges"):
         plan.process.append(p.Step(p.NO_NEW_PRIVS))
+    if opts.exec_fifo >= 0:
+        plan.process.append(p.Step(p.WAIT_START, mode=opts.exec_fifo))
     # Last: from here on, every syscall (execve included) meets the filter.
     plan.process += security.seccomp_steps(spec)
 
@@ -161,7 +178,8 @@ def _id_map(mappings: list[dict] | None) -> str:
     return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
 
 
-def etc_contents(spec: dict, network_host: bool) -> dict[str, str]:
+def etc_contents(spec: dict, network_host: bool,
+                 net: Attachment | None = None) -> dict[str, str]:
     """What the container's /etc/hostname, /etc/hosts, /etc/resolv.conf say."""
     hostname = spec.get("hostname") or os.uname().nodename
     files = {"/etc/hostname": hostname + "\n"}
@@ -172,6 +190,8 @@ def etc_contents(spec: dict, network_host: bool) -> dict[str, str]:
                     files[f"/etc/{name}"] = f.read()
             except OSError:
                 pass
+    elif net is not None:
+        files.update(net.etc_files(hostname))  # its bridge address, a resolv.conf
     else:
         files["/etc/hosts"] = (
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -264,13 +284,15 @@ def run(spec: dict, opts: RunOptions) -> int:
 
     t0 = time.monotonic_ns()
     tracer = Tracer(opts.trace, t0)
-    cid = new_id()
+    cid = opts.container_id or new_id()
     st = state.ContainerState(cid, opts.state_root)
+    keep = False  # a detached container's state outlives this process
     cgroup: cgroups.Cgroup | None = None
     forwarder: _Forwarder | None = None
     tty = None
     plan: p.Plan | None = None
     emulation: Emulation | None = None
+    net: Attachment | None = None
     try:
         if not opts.dry_run:
             _collect_stale(opts)
@@ -284,18 +306,26 @@ def run(spec: dict, opts: RunOptions) -> int:
         if has_namespace(spec, "uts"):
             setenv(spec, "HOSTNAME", spec["hostname"])
         network_host = not has_namespace(spec, "network")
+        if opts.net is not None and not opts.dry_run:
+            # Bridge, lease, NAT rule, port proxy: before /etc/hosts (which
+            # names the leased address) and before the clone.
+            from .network import Attachment
+
+            net = Attachment.prepare(cid, opts.net, st, tracer)
         etc_files: dict[str, str] = {}
         if not opts.dry_run:
-            for ctr_path, text in etc_contents(spec, network_host).items():
+            for ctr_path, text in etc_contents(spec, network_host, net).items():
                 etc_files[ctr_path] = st.write(os.path.basename(ctr_path), text)
         else:
             etc_files = {k: f"{st.dir}/{os.path.basename(k)}"
-                         for k in etc_contents(spec, network_host)}
+                         for k in etc_contents(spec, network_host, net)}
 
         emulation = _prepare_emulation(spec, opts, tracer)
 
         console_parent = console_child = -1
-        if spec["process"].get("terminal"):
+        if spec["process"].get("terminal") and opts.console_socket:
+            console_child = _connect(opts.console_socket)  # an OCI caller's socket
+        elif spec["process"].get("terminal"):
             import socket
 
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -331,17 +361,21 @@ def run(spec: dict, opts: RunOptions) -> int:
         tracer.emit("clone", f"clone3({flag_names(plan.clone_flags)}"
                     + ("|CLONE_INTO_CGROUP" if cgroup else "") + ")")
         spawned = shim.spawn(plan, cgroup_fd=cgroup.fd if cgroup else -1,
-                             stdio=(stdin_fd, -1, -1), trace=opts.trace)
+                             stdio=(stdin_fd, -1, -1), trace=opts.trace,
+                             detach=opts.detach)
         if stdin_fd >= 0:
             os.close(stdin_fd)
         if console_child >= 0:
             os.close(console_child)
         pid = spawned.pid
+        opts.result_pid = pid
         st.write("pid", str(pid))
         if cgroup and not spawned.used_clone3:
             cgroup.add_pid(pid)
         if plan.uid_map is not None:
             _write_maps(pid, plan, tracer)
+        if net is not None:
+            net.connect(pid, tracer)  # veth into the netns while init waits
         forwarder.attach(pid)
         spawned.release()
 
@@ -359,6 +393,21 @@ def run(spec: dict, opts: RunOptions) -> int:
                 if emulation is not None:
                     tracer.emit("exec", f"  {emulation.target} ELF: binfmt_misc makes the "
                                 f"kernel run {emulation.qemu} with it", r.ns)
+            elif r.kind == shim.REPORT_READY:
+                tracer.emit("created", "the command waits for 'pycontain start'", r.ns)
+
+        if opts.detach:
+            if error is not None:
+                os.kill(pid, 9)
+                _wait(pid)
+                raise error
+            # Created: the init now belongs to whoever reaps orphans (the
+            # caller's subreaper, e.g. conmon, or PID 1).  `delete` cleans up.
+            st.write("owner", f"{pid} {state.owner_token(pid).split()[1]}")
+            if emulation is not None:
+                st.write("emulation", emulation.target)
+            keep = True
+            return 0
 
         if console_parent >= 0 and error is None:
             from .tty import relay
@@ -382,14 +431,28 @@ def run(spec: dict, opts: RunOptions) -> int:
             forwarder.restore()
         if tty is not None:
             tty.restore()
-        if not opts.dry_run:
+        if not opts.dry_run and not keep:
             if cgroup is not None:
                 cgroup.destroy()
                 tracer.emit("cleanup", f"rmdir {cgroup.path}")
+            if net is not None:
+                net.release(tracer)
             if emulation is not None:
                 emulation.release(tracer)
             st.remove()
             tracer.emit("cleanup", f"rm -r {st.dir}")
+
+
+def _connect(path: str) -> int:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise PycontainError(f"--console-socket {path}: {strerror(e.errno or 0)}") from None
+    return s.detach()
 
 
 def _wait(pid: int) -> int:

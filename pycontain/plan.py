@@ -55,6 +55,8 @@ READONLY = 22
 CAPBSET = 23
 CAPSET = 24
 SECCOMP = 25
+WAIT_START = 26
+SETNS = 27
 
 # mount(2) flags, from <sys/mount.h> (a stable kernel ABI).
 MS_RDONLY = 0x1
@@ -186,6 +188,13 @@ class Step:
         if k == SECCOMP:
             return (f"seccomp(SECCOMP_SET_MODE_FILTER, {self.dev // 8} BPF instructions)"
                     + (f": {self.why}" if self.why else ""))
+        if k == WAIT_START:
+            return ("wait for 'pycontain start': open the exec FIFO (fd "
+                    f"{self.mode}) for writing")
+        if k == SETNS:
+            from .namespaces import flag_names
+
+            return f"setns({self.b or self.mode}, {flag_names(self.flags)})"
         return f"op {k}"
 
 

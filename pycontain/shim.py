@@ -30,6 +30,7 @@ STAGE_SPAWN = lib.PC_STAGE_SPAWN
 REPORT_DONE = lib.PC_REPORT_DONE
 REPORT_ERROR = lib.PC_REPORT_ERROR
 REPORT_EXEC = lib.PC_REPORT_EXEC
+REPORT_READY = lib.PC_REPORT_READY
 REPORT_SIZE = ffi.sizeof("struct pc_report")
 
 
@@ -62,7 +63,8 @@ class Spawned:
         self.sync_w = -1
 
     def reports(self):  # -> Iterator[Report]
-        """Yield the child's reports until its exec closes the pipe."""
+        """Yield the child's reports until its exec closes the channel (or,
+        for a created-not-started container, until it reports READY)."""
         buf = b""
         while True:
             try:
@@ -73,10 +75,18 @@ class Spawned:
                 break
             buf += chunk
             while len(buf) >= REPORT_SIZE:
-                yield Report(buf[:REPORT_SIZE])
+                r = Report(buf[:REPORT_SIZE])
                 buf = buf[REPORT_SIZE:]
-        os.close(self.report_r)
-        self.report_r = -1
+                yield r
+                if r.kind == REPORT_READY:
+                    self.close()
+                    return
+        self.close()
+
+    def close(self) -> None:
+        if self.report_r >= 0:
+            os.close(self.report_r)
+            self.report_r = -1
 
 
 def _ops(steps: list[Step], keep: list) -> object:
@@ -110,10 +120,15 @@ def _strings(values: list[str], keep: list) -> object:
 
 
 def spawn(plan: Plan, *, cgroup_fd: int = -1, stdio: tuple[int, int, int] = (-1, -1, -1),
-          trace: bool = False) -> Spawned:
+          trace: bool = False, detach: bool = False) -> Spawned:
     """clone3 the container's init; it waits until :meth:`Spawned.release`."""
+    import _socket  # the C module: `socket` would cost an enum import
+
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    # Reports travel over a unix socket so that the child can send() with
+    # MSG_NOSIGNAL (see report() in shim.c).
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    report_r, report_w = a.detach(), b.detach()
     keep: list = []
     args = ffi.new("struct pc_spawn_args *")
     args.clone_flags = plan.clone_flags
@@ -122,6 +137,7 @@ def spawn(plan: Plan, *, cgroup_fd: int = -1, stdio: tuple[int, int, int] = (-1,
     args.report_fd = report_w
     args.close_fds = [sync_w, report_r, -1, -1]
     args.trace = 1 if trace else 0
+    args.detach = 1 if detach else 0
     # cffi frees an ffi.new() object when its Python owner dies, and a
     # struct field does not own what it points to: ``keep`` does.
     setup_ops, process_ops = _ops(plan.setup, keep), _ops(plan.process, keep)

@@ -15,7 +15,8 @@ def test_op_numbers_match_the_c_shim():
     for name in ("MOUNT", "REMOUNT", "MKDIR", "MKFILE", "MKNOD", "SYMLINK", "SETHOSTNAME",
                  "PIVOT_ROOT", "MOVE_ROOT", "UNSHARE", "LOOPBACK_UP", "WRITE_FILE", "CHDIR",
                  "SETGROUPS", "SETGID", "SETUID", "UMOUNT", "SETSID_CTTY", "NO_NEW_PRIVS",
-                 "CONSOLE", "MASK", "READONLY", "CAPBSET", "CAPSET", "SECCOMP"):
+                 "CONSOLE", "MASK", "READONLY", "CAPBSET", "CAPSET", "SECCOMP",
+                 "WAIT_START", "SETNS"):
         assert getattr(p, name) == getattr(lib, f"PC_OP_{name}"), name
 
 
