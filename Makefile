@@ -51,14 +51,13 @@ $(VENV)/.installed: $(APT_STAMP) pyproject.toml setup.py csrc/shim.c csrc/shim_a
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
 	@touch $@
 
-$(ROOTFS)/$(HOST_ARCH)/.built: $(APT_STAMP) rootfs-scripts/busybox.sh
+$(ROOTFS)/$(HOST_ARCH)/etc/pycontain-rootfs-stamp: $(APT_STAMP) rootfs-scripts/busybox.sh
 	rootfs-scripts/busybox.sh $(HOST_ARCH) $(ROOTFS)/$(HOST_ARCH)
-	@touch $@
 
-rootfs: $(ROOTFS)/$(HOST_ARCH)/.built
+rootfs: $(ROOTFS)/$(HOST_ARCH)/etc/pycontain-rootfs-stamp
 
 rootfs-foreign: $(APT_STAMP)
-	@for a in $(FOREIGN_ARCHES); do rootfs-scripts/busybox.sh $$a $(ROOTFS)/$$a || exit 1; done
+	@PYCONTAIN_ARCHES="$(FOREIGN_ARCHES)" rootfs-scripts/all.sh $(ROOTFS)
 
 setup: $(VENV)/.installed rootfs
 	@# Byte-compile now: a run must not pay for compiling (and cannot cache
