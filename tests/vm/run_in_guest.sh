@@ -7,6 +7,8 @@
 # go to pytest.  The JUnit report lands in /results/vm-junit.xml.
 set -eu
 
+uptime() { cut -d' ' -f1 /proc/uptime; }
+echo "pycontain-vm: copying /src at $(uptime) s after boot"
 dst=/root/src
 rm -rf "$dst"
 mkdir -p "$dst"
@@ -27,6 +29,7 @@ else
     echo "pycontain-vm: csrc/build_shim.py does not exist yet; pycontain's shim is not built"
 fi
 
+echo "pycontain-vm: starting pytest at $(uptime) s after boot"
 export PYTHONPATH="$dst"
 # --confcutdir: the host suite's tests/conftest.py is not for the guest.
 # -p no:cacheprovider: nothing to keep between throw-away boots.
