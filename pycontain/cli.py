@@ -37,7 +37,11 @@ run options:
   -h, --hostname NAME       the container's hostname (default: its id)
       --name NAME           a name for the container
       --read-only           mount the rootfs read-only
-      --network none|host   own network namespace with only lo (default), or the host's
+      --network none|host|bridge  only lo (default), the host's network, or a veth
+                            on the bridge pycontain0 (subnet: $PYCONTAIN_SUBNET,
+                            default 172.29.0.0/16) with outbound NAT
+  -p, --publish [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]  publish a port (bridge only)
+      --ip ADDR             a fixed address on the bridge (bridge only)
       --no-pivot            use MS_MOVE + chroot instead of pivot_root
       --emulation MODE      auto|sandbox|host|off: how to run a foreign-CPU rootfs
       --qemu-dir DIR        look for qemu-<arch>-static in DIR first
@@ -65,6 +69,8 @@ _RUN_OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--name": ("name", True, False),
     "--read-only": ("read_only", False, False),
     "--network": ("network", True, False), "--net": ("network", True, False),
+    "-p": ("publish", True, True), "--publish": ("publish", True, True),
+    "--ip": ("ip", True, False),
     "--no-pivot": ("no_pivot", False, False),
     "--emulation": ("emulation", True, False),
     "--qemu-dir": ("qemu_dir", True, False),
@@ -187,8 +193,15 @@ def _build(opts: dict, positional: list[str]):  # -> tuple[dict, RunOptions]
         from .spec import drop_namespace
 
         drop_namespace(spec, "network")
+    elif network == "bridge":
+        from .network import bridge_config
+
+        run_opts.net = bridge_config(opts.get("publish", []), opts.get("ip"))
     elif network != "none":
-        raise PycontainError(f"--network {network}: only 'none' and 'host' are supported")
+        raise PycontainError(f"--network {network}: must be none, host or bridge")
+    if network != "bridge" and (opts.get("publish") or opts.get("ip")):
+        raise PycontainError(f"{'-p' if opts.get('publish') else '--ip'} needs "
+                             f"--network bridge (the network is '{network}')")
     for vol in opts.get("volume", []):
         spec["mounts"].append(_parse_volume(vol))
     if opts.get("name"):

@@ -116,6 +116,10 @@ def collect_garbage(root: str = DEFAULT_ROOT, *, verbose: bool = False) -> list[
     from . import cgroups
 
     removed: list[str] = []
+    # Network leftovers first: their record lives in the state dirs below.
+    from .network import collect_garbage as collect_network
+
+    removed += collect_network(root)
     alive: set[str] = set()
     for cid in list_ids(root):
         st = ContainerState(cid, root)

@@ -17,7 +17,6 @@ import pytest
 from vmguest import PycontainRun, major_minor
 
 
-
 @pytest.fixture(autouse=True)
 def no_groups_left():
     yield
