@@ -21,8 +21,8 @@ FOREIGN_ARCHES ?= arm64 armhf ppc64el s390x mips64el
 # tarball and rootfs tests use.  --no-install-recommends keeps systemd and
 # binfmt-support (which would register QEMU on the host) out.
 APT_PACKAGES := python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev \
-	busybox-static qemu-user-static zstd xz-utils dpkg-dev debootstrap iproute2 \
-	ca-certificates
+	libseccomp-dev busybox-static qemu-user-static zstd xz-utils dpkg-dev debootstrap \
+	iproute2 nftables util-linux ca-certificates
 APT_STAMP := $(BUILD)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 
 .PHONY: setup demo test test-host test-vm lint bench clean rootfs rootfs-foreign help
@@ -44,7 +44,7 @@ $(APT_STAMP):
 
 # The venv: pycontain installed in editable mode, with its C shim compiled
 # in place (pycontain/_shim*.so).  Rebuilt when the shim or the metadata change.
-$(VENV)/.installed: $(APT_STAMP) pyproject.toml setup.py csrc/shim.c csrc/shim_api.h csrc/build_shim.py
+$(VENV)/.installed: $(APT_STAMP) pyproject.toml setup.py csrc/*.c csrc/*.h csrc/build_shim.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	rm -f pycontain/_shim*.so

@@ -21,28 +21,37 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+#: The shim's headers: each is both #included by C and fed to cffi's cdef.
+HEADERS = ("shim_api.h", "seccomp_api.h")
+#: Its sources: the namespace/mount/exec machinery, and the seccomp
+#: compiler (libseccomp, run in the parent) and loader.
+SOURCES = ("shim.c", "seccomp.c")
+
+
 def _cdef_source() -> str:
-    """shim_api.h minus comments (cffi's parser accepts them, but the
-    enum trailing comments read better stripped)."""
-    with open(os.path.join(HERE, "shim_api.h")) as f:
-        return f.read()
+    parts = []
+    for name in HEADERS:
+        with open(os.path.join(HERE, name)) as f:
+            parts.append(f.read())
+    return "\n".join(parts)
 
 
-def make_builder(source_path: str) -> FFI:
+def make_builder(sources: list[str]) -> FFI:
     builder = FFI()
     builder.cdef(_cdef_source())
     builder.set_source(
         "pycontain._shim",
-        '#include "shim_api.h"',
-        sources=[source_path],
+        "".join(f'#include "{h}"\n' for h in HEADERS),
+        sources=sources,
         include_dirs=[HERE],
+        libraries=["seccomp"],
         extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
     )
     return builder
 
 
 # setuptools insists on source paths relative to the project root.
-ffibuilder = make_builder(os.path.relpath(os.path.join(HERE, "shim.c")))
+ffibuilder = make_builder([os.path.relpath(os.path.join(HERE, s)) for s in SOURCES])
 
 if __name__ == "__main__":
     # In-place build: put the extension next to pycontain/__init__.py.
@@ -50,7 +59,7 @@ if __name__ == "__main__":
     os.chdir(root)
     tmpdir = os.path.join(root, "build", "shim")
     # compile() runs from tmpdir, so give it an absolute source path.
-    so = make_builder(os.path.join(HERE, "shim.c")).compile(tmpdir=tmpdir, verbose="-v" in sys.argv)
+    so = make_builder([os.path.join(HERE, s) for s in SOURCES]).compile(tmpdir=tmpdir, verbose="-v" in sys.argv)
     target = os.path.join(root, "pycontain", os.path.basename(so))
     # Only one build may be importable: a stale _shim.abi3.so from pip
     # would otherwise shadow (or be shadowed by) this one.

@@ -206,3 +206,20 @@ long pc_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a
     long rc = syscall(nr, a0, a1, a2, a3, a4, a5);
     return rc == -1 ? -errno : rc;
 }
+
+long pc_raw_syscall_i386(long nr, long a0, long a1, long a2)
+{
+#if defined(__x86_64__)
+    long rc;
+    /* The kernel returns -errno in eax; r8-r11 are not preserved by the
+     * compat entry path for a 64-bit caller. */
+    __asm__ volatile("int $0x80"
+                     : "=a"(rc)
+                     : "a"(nr), "b"(a0), "c"(a1), "d"(a2)
+                     : "memory", "r8", "r9", "r10", "r11", "cc");
+    return (int)rc; /* a 32-bit result: sign-extend it */
+#else
+    (void)nr; (void)a0; (void)a1; (void)a2;
+    return -ENOSYS;
+#endif
+}

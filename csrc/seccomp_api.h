@@ -80,3 +80,8 @@ int pc_set_no_new_privs(void);
 /* syscall(nr, ...) returning the result or -errno: lets tests call syscalls
    that neither Python nor glibc wrap (keyctl, unshare with odd flags). */
 long pc_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+
+/* The same through the i386 ABI (`int $0x80`, i386 numbers, 32-bit
+   arguments) on x86_64; -ENOSYS on other machines.  For tests: a filter
+   that forgot the compat ABI would let these calls through. */
+long pc_raw_syscall_i386(long nr, long a0, long a1, long a2);

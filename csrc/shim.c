@@ -343,6 +343,72 @@ static int wait_start(int report_fd, int fifo)
 
 static int g_report_fd = -1;
 
+/* ------------------------------------------------ mounts made on the host -- */
+
+/* Our own copies of the new mount API's numbers (linux/mount.h), so that we
+ * build against older headers too.  The syscalls exist since Linux 5.2
+ * (open_tree, move_mount) and 5.12 (mount_setattr, idmapped mounts). */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define PC_OPEN_TREE_CLONE 1
+#define PC_OPEN_TREE_CLOEXEC O_CLOEXEC
+#define PC_AT_RECURSIVE 0x8000
+#define PC_MOVE_MOUNT_F_EMPTY_PATH 0x4
+#define PC_MOUNT_ATTR_IDMAP 0x00100000
+
+struct pc_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+/* Take one message, and the fd it carries, from the socket. */
+static int recv_fd(int sock)
+{
+    char byte, cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg;
+    int fd = -1;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return -errno;
+    if (n == 0) return -EPIPE;  /* pycontain gave up: it sent nothing */
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return fd >= 0 ? fd : -EBADMSG;
+}
+
+/* Inside a user namespace we may not be able to walk the host's directories
+ * (a rootfs under a 0700 directory, pycontain's own state directory), nor
+ * make an idmapped mount (only the host's root can).  So pycontain, on the
+ * host, clones each such tree and sends it here; we only attach it.  A
+ * descriptor opened on the host would name the *host's* mount of the rootfs
+ * directory, which move_mount refuses as a target in our namespace; our
+ * working directory, though, was translated into our own copy of the mount
+ * table by clone(CLONE_NEWNS). */
+static int attach_tree(int sock, const char *target, int is_root)
+{
+    int rc = 0, fd = recv_fd(sock);
+    if (fd < 0)
+        return fd;
+    if (syscall(SYS_move_mount, fd, "", AT_FDCWD, target, PC_MOVE_MOUNT_F_EMPTY_PATH) < 0 ||
+        (is_root && fchdir(fd) < 0))
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 static int run_op(const struct pc_op *op)
 {
     switch (op->kind) {
@@ -408,6 +474,8 @@ static int run_op(const struct pc_op *op)
         return wait_start(g_report_fd, (int)op->mode);
     case PC_OP_SETNS:
         return setns((int)op->mode, (int)op->flags) < 0 ? -errno : 0;
+    case PC_OP_ATTACH_TREE:
+        return attach_tree((int)op->mode, op->b, op->dev == 1);
     }
     return -EINVAL;
 }
@@ -592,10 +660,18 @@ static __attribute__((noreturn)) void init_main(struct pc_spawn_args *a)
     if (cmd == 0)
         command_main(a);
 
-    /* Only the command reports from here on; its exec closes the pipe. */
-    close(a->report_fd);
-    for (int fd = 0; fd < 3; fd++)
-        close(fd);
+    /* Only the command reports from here on; its exec closes the channel.
+     * The init itself needs no file but status_fd: drop every other one
+     * (stdio, and whatever pycontain had open, CLOEXEC or not: we never
+     * exec, so CLOEXEC would never close them), so that a caller reading
+     * our stdout sees EOF when the command is done. */
+    if (a->status_fd < 0) {
+        syscall(SYS_close_range, 0U, ~0U, 0);
+    } else {
+        if (a->status_fd > 0)
+            syscall(SYS_close_range, 0U, (unsigned)a->status_fd - 1, 0);
+        syscall(SYS_close_range, (unsigned)a->status_fd + 1, ~0U, 0);
+    }
 
     for (;;) {
         siginfo_t si;
@@ -615,10 +691,17 @@ static __attribute__((noreturn)) void init_main(struct pc_spawn_args *a)
             if (pid == (pid_t)cmd) {
                 /* The command is done: so is the container.  Our exit
                  * makes the kernel SIGKILL whatever is left in the PID
-                 * namespace. */
-                if (WIFEXITED(status))
-                    _exit(WEXITSTATUS(status));
-                _exit(128 + WTERMSIG(status));
+                 * namespace.  A detached container has no pycontain to
+                 * wait for it, so leave the status where `ps` finds it. */
+                int code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                             : 128 + WTERMSIG(status);
+                if (a->status_fd >= 0) {
+                    char buf[16];
+                    int n = snprintf(buf, sizeof buf, "%d\n", code);
+                    ssize_t w = write(a->status_fd, buf, (size_t)n);
+                    (void)w;
+                }
+                _exit(code);
             }
         }
     }
@@ -679,4 +762,25 @@ int pc_pivot_root(const char *new_root, const char *put_old)
 int pc_sethostname(const char *name)
 {
     return sethostname(name, strlen(name)) < 0 ? -errno : 0;
+}
+
+int pc_open_tree(const char *path, int recursive, int userns_fd)
+{
+    unsigned int flags = PC_OPEN_TREE_CLONE | PC_OPEN_TREE_CLOEXEC;
+    if (recursive) flags |= PC_AT_RECURSIVE;
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path, flags);
+    if (fd < 0) return -errno;
+    if (userns_fd >= 0) {
+        struct pc_mount_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = PC_MOUNT_ATTR_IDMAP;
+        attr.userns_fd = (uint64_t)userns_fd;
+        if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? PC_AT_RECURSIVE : 0),
+                    &attr, sizeof attr) < 0) {
+            int err = errno;
+            close(fd);
+            return -err;
+        }
+    }
+    return fd;
 }

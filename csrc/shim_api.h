@@ -46,7 +46,16 @@ enum {
     PC_OP_WAIT_START,     /* report READY, then block until `pycontain start`: open
                              the exec FIFO (O_PATH fd `mode`) for writing through
                              /proc/self/fd, which waits for a reader               */
-    PC_OP_SETNS           /* setns(fd `mode`, nstype `flags`): join a namespace    */
+    PC_OP_SETNS,          /* setns(fd `mode`, nstype `flags`): join a namespace    */
+    PC_OP_ATTACH_TREE     /* receive a detached mount (an open_tree() fd made by
+                             pycontain on the host) over the unix socket fd `mode`
+                             (SCM_RIGHTS) and move_mount() it onto b, relative to
+                             the working directory.  `dev` = 1: it is the rootfs,
+                             b is "." (pycontain cloned us with the rootfs as our
+                             working directory), and we fchdir() into the new
+                             mount, so the steps after it use paths relative to
+                             the rootfs and never walk the host's directories
+                             above it                                           */
 };
 
 struct pc_op {
@@ -92,6 +101,8 @@ struct pc_spawn_args {
     int trace;                   /* nonzero: report every finished op               */
     int detach;                  /* nonzero: outlive pycontain (OCI create); no
                                     PR_SET_PDEATHSIG                                */
+    int status_fd;               /* >= 0: init writes the command's exit status
+                                    here ("%d\n") before it exits                  */
 
     const struct pc_op *setup;   /* PC_STAGE_SETUP, run by PID 1                    */
     int n_setup;
@@ -125,3 +136,10 @@ int pc_mount(const char *source, const char *target, const char *fstype,
 int pc_umount2(const char *target, int flags);
 int pc_pivot_root(const char *new_root, const char *put_old);
 int pc_sethostname(const char *name);
+/*
+ * A detached copy of the mount tree at `path` (open_tree(OPEN_TREE_CLONE),
+ * with its submounts if `recursive`), made in the caller's mount namespace.
+ * `userns_fd` >= 0: make it an idmapped mount through that user namespace
+ * (mount_setattr(MOUNT_ATTR_IDMAP)).  Returns the O_CLOEXEC fd, or -errno.
+ */
+int pc_open_tree(const char *path, int recursive, int userns_fd);

@@ -20,7 +20,15 @@ USAGE = """\
 usage: pycontain run [OPTIONS] ROOTFS [CMD [ARG...]]
        pycontain inspect ROOTFS [CMD...] [--json]
        pycontain explain ROOTFS [--json]
+       pycontain bench-emulation NATIVE_ROOTFS FOREIGN_ROOTFS [-n ROUNDS] [--json]
+                 [--plot FILE.png] [-- CMD...]
        pycontain binfmt status|install|uninstall|prune [...]
+       pycontain run -d [--name N] [OPTIONS] ROOTFS CMD...;  ps [-a];  logs N;
+       pycontain exec [-t] N CMD...;  stop N;  rm [-f] N
+       pycontain [--root DIR] [--log F] [--log-format text|json] OCI-COMMAND ...
+           spec | create --bundle DIR [--pid-file F] [--console-socket S] ID | start ID
+           | state ID | kill [--all] ID [SIG] | delete [--force] ID | run --bundle DIR [-d] ID
+           | exec [--process F] [-d] [-t] ID [CMD...] | list | ps ID | pause ID | resume ID
        pycontain gc
        pycontain version
 
@@ -52,6 +60,9 @@ run options:
       --cap-add CAP, --cap-drop CAP   change docker's 14 default capabilities (ALL works)
       --privileged          all capabilities; no masked paths, read-only paths or seccomp
       --security-opt OPT    no-new-privileges=false, seccomp=unconfined
+      --userns host|auto|C:H:S[,...]  container root as host root (default), or as an
+                            unprivileged range of host ids: auto leases 65536 ids from
+                            100000 up; the rootfs is idmapped (or copied and chowned)
   resource limits (cgroup v2): --memory, --memory-swap, --memory-reservation,
       --cpus, --cpu-shares, --cpu-weight, --cpuset-cpus, --cpuset-mems,
       --pids-limit, --device-read-bps DEV:RATE, --device-write-bps DEV:RATE
@@ -78,6 +89,7 @@ _RUN_OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--dry-run": ("dry_run", False, False),
     "--stats": ("stats", False, False),
     "--rm": ("rm", False, False),
+    "-d": ("detach", False, False), "--detach": ("detach", False, False),
     "--memory": ("memory", True, False), "-m": ("memory", True, False),
     "--memory-swap": ("memory_swap", True, False),
     "--memory-reservation": ("memory_reservation", True, False),
@@ -93,6 +105,7 @@ _RUN_OPTIONS: dict[str, tuple[str, bool, bool]] = {
     "--cap-drop": ("cap_drop", True, True),
     "--privileged": ("privileged", False, False),
     "--security-opt": ("security_opt", True, True),
+    "--userns": ("userns", True, False),
 }
 
 
@@ -207,6 +220,10 @@ def _build(opts: dict, positional: list[str]):  # -> tuple[dict, RunOptions]
     if opts.get("name"):
         spec["annotations"]["io.pycontain.name"] = opts["name"]
     _security(opts, spec)
+    if opts.get("userns"):
+        from .userns import apply_option
+
+        apply_option(spec, opts["userns"])
     _limits(opts, spec)
     return spec, run_opts, rootfs_arg
 
@@ -319,6 +336,16 @@ def cmd_run(argv: list[str]) -> int:
         if not os.path.exists(spec["root"]["path"]):
             raise PycontainError(f"rootfs {rootfs_arg}: no such file or directory")
         return run(spec, run_opts)
+    if opts.get("detach"):
+        if not os.path.isdir(spec["root"]["path"]):
+            raise PycontainError(f"rootfs {rootfs_arg}: -d needs a directory rootfs")
+        if opts.get("tty"):
+            raise PycontainError("-d with -t is not supported (no one would hold the terminal)")
+        if opts.get("user"):
+            _set_user(spec, opts["user"], explicit_env=opts.get("env", []))
+        from .lifecycle import run_detached
+
+        return run_detached(spec, opts.get("name"), _GLOBALS)
     _prepare_rootfs(rootfs_arg, spec, run_opts)
     try:
         if opts.get("user"):
@@ -380,6 +407,12 @@ def cmd_explain(argv: list[str]) -> int:
     return main_explain(argv)
 
 
+def cmd_bench_emulation(argv: list[str]) -> int:
+    from .bench_emulation import main_bench_emulation
+
+    return main_bench_emulation(argv)
+
+
 def cmd_version(argv: list[str]) -> int:
     from . import __version__
 
@@ -387,18 +420,66 @@ def cmd_version(argv: list[str]) -> int:
     return 0
 
 
+_GLOBALS = None  # set by main(): runc-style --root/--log options
+
+
+def _oci(name: str):
+    def command(argv: list[str]) -> int:
+        from . import oci
+
+        return oci.main(_GLOBALS or oci.Globals(), name, argv)
+    return command
+
+
+def _docker(name: str):
+    def command(argv: list[str]) -> int:
+        from . import lifecycle, oci
+
+        return getattr(lifecycle, f"cmd_{name}")(argv, _GLOBALS or oci.Globals())
+    return command
+
+
+def cmd_run_any(argv: list[str]) -> int:
+    """``run --bundle DIR ID`` is the OCI command; anything else is docker-style."""
+    if any(a in ("--bundle", "-b") or a.startswith("--bundle=") for a in argv):
+        return _oci("run")(argv)
+    return cmd_run(argv)
+
+
+def cmd_ps(argv: list[str]) -> int:
+    """``ps ID`` lists a container's processes (OCI); ``ps [-a]`` lists containers."""
+    if any(not a.startswith("-") for a in argv):
+        return _oci("ps")(argv)
+    return _docker("ps")(argv)
+
+
 COMMANDS = {
-    "run": cmd_run,
+    "run": cmd_run_any,
+    "create": _oci("create"), "start": _oci("start"), "state": _oci("state"),
+    "kill": _oci("kill"), "delete": _oci("delete"), "spec": _oci("spec"),
+    "list": _oci("list"), "pause": _oci("pause"), "resume": _oci("resume"),
+    "exec": _docker("exec"), "ps": cmd_ps, "logs": _docker("logs"),
+    "stop": _docker("stop"), "rm": _docker("rm"),
     "gc": cmd_gc,
     "inspect": cmd_inspect,
     "binfmt": cmd_binfmt,
     "explain": cmd_explain,
+    "bench-emulation": cmd_bench_emulation,
     "version": cmd_version,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _GLOBALS
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0].startswith("--") and args[0] not in ("--help",):
+        from . import oci
+
+        try:  # runc's global options: pycontain --root DIR --log F create ...
+            _GLOBALS, args = oci.parse_globals(args)
+        except PycontainError as e:
+            sys.stderr.write(f"pycontain: {e.message}\n")
+            return 1
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0 if args else 2

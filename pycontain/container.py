@@ -138,6 +138,11 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
                                     own_netns=has_namespace(spec, "network"),
                                     etc_files=etc_files,
                                     no_pivot=no_pivot, extra_after_mounts=extra)
+    if in_userns and spec.get("annotations", {}).get("io.pycontain.userns") in ("auto", "map"):
+        from .userns import attach_host_trees
+
+        # Rootfs idmapped, host binds cloned by pycontain: see userns.py.
+        plan.setup = attach_host_trees(plan.setup, spec["root"]["path"])
 
     # The command's own steps, after pivot_root, in container paths.
     if process.get("terminal"):
@@ -148,6 +153,13 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     plan.process.append(p.Step(p.CHDIR, b=cwd))
     caps_before, caps_after = security.capability_steps(spec)
     plan.process += caps_before
+    filter_steps = security.seccomp_steps(spec)
+    if not process.get("noNewPrivileges"):
+        # Without no_new_privs the kernel only lets a process holding
+        # CAP_SYS_ADMIN install a filter: load it now, before the uid and
+        # capability switch take that away (what follows is all allowed).
+        plan.process += filter_steps
+        filter_steps = []
     user = process.get("user", {})
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     groups = [int(g) for g in user.get("additionalGids", [])]
@@ -162,7 +174,7 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if opts.exec_fifo >= 0:
         plan.process.append(p.Step(p.WAIT_START, mode=opts.exec_fifo))
     # Last: from here on, every syscall (execve included) meets the filter.
-    plan.process += security.seccomp_steps(spec)
+    plan.process += filter_steps
 
     plan.argv = list(process["args"])
     plan.file = plan.argv[0]
@@ -293,6 +305,8 @@ def run(spec: dict, opts: RunOptions) -> int:
     plan: p.Plan | None = None
     emulation: Emulation | None = None
     net: Attachment | None = None
+    lease = None  # --userns=auto: our range of host ids
+    tree_socks = None  # --userns: mount trees pycontain sends to the init
     try:
         if not opts.dry_run:
             _collect_stale(opts)
@@ -320,6 +334,17 @@ def run(spec: dict, opts: RunOptions) -> int:
             etc_files = {k: f"{st.dir}/{os.path.basename(k)}"
                          for k in etc_contents(spec, network_host, net)}
 
+        if spec.get("annotations", {}).get("io.pycontain.userns") in ("auto", "map"):
+            from . import userns
+
+            lease = userns.prepare(spec, dry_run=opts.dry_run)
+            if not opts.dry_run:
+                import socket
+
+                if opts.exec_fifo >= 0:  # the command, root of the range, opens it
+                    os.chown(f"/proc/self/fd/{opts.exec_fifo}", *userns.host_root(spec))
+
+                tree_socks = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         emulation = _prepare_emulation(spec, opts, tracer)
 
         console_parent = console_child = -1
@@ -332,6 +357,8 @@ def run(spec: dict, opts: RunOptions) -> int:
             console_parent, console_child = a.detach(), b.detach()
         plan = build_plan(spec, opts, etc_files=etc_files, console_fd=console_child,
                           emulation=emulation)
+        if tree_socks is not None:
+            userns.set_socket(plan.setup, tree_socks[1].fileno())
 
         v2 = cgroups.find_v2_mount()
         if v2:
@@ -360,9 +387,26 @@ def run(spec: dict, opts: RunOptions) -> int:
 
         tracer.emit("clone", f"clone3({flag_names(plan.clone_flags)}"
                     + ("|CLONE_INTO_CGROUP" if cgroup else "") + ")")
-        spawned = shim.spawn(plan, cgroup_fd=cgroup.fd if cgroup else -1,
-                             stdio=(stdin_fd, -1, -1), trace=opts.trace,
-                             detach=opts.detach)
+        status_fd = -1
+        if opts.detach:  # nobody will wait() for it: the init records its status
+            status_fd = os.open(os.path.join(st.dir, "exitcode"),
+                                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        cwd_fd = -1
+        if tree_socks is not None:
+            # The init attaches the idmapped rootfs on its working directory
+            # (clone translates it into the new mount namespace): see userns.py.
+            cwd_fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.chdir(root)
+        try:
+            spawned = shim.spawn(plan, cgroup_fd=cgroup.fd if cgroup else -1,
+                                 stdio=(stdin_fd, -1, -1), trace=opts.trace,
+                                 detach=opts.detach, status_fd=status_fd)
+        finally:
+            if cwd_fd >= 0:
+                os.fchdir(cwd_fd)
+                os.close(cwd_fd)
+        if status_fd >= 0:
+            os.close(status_fd)
         if stdin_fd >= 0:
             os.close(stdin_fd)
         if console_child >= 0:
@@ -374,6 +418,14 @@ def run(spec: dict, opts: RunOptions) -> int:
             cgroup.add_pid(pid)
         if plan.uid_map is not None:
             _write_maps(pid, plan, tracer)
+        if tree_socks is not None:
+            tree_socks[1].close()
+            from .state import ROOTFS_BASE
+
+            userns.send_trees(plan.setup, pid, tree_socks[0].fileno(), spec,
+                              copy_dest=os.path.join(ROOTFS_BASE, cid),
+                              private_rootfs=opts.remove_rootfs, tracer=tracer)
+            tree_socks[0].close()
         if net is not None:
             net.connect(pid, tracer)  # veth into the netns while init waits
         forwarder.attach(pid)
@@ -404,6 +456,8 @@ def run(spec: dict, opts: RunOptions) -> int:
             # Created: the init now belongs to whoever reaps orphans (the
             # caller's subreaper, e.g. conmon, or PID 1).  `delete` cleans up.
             st.write("owner", f"{pid} {state.owner_token(pid).split()[1]}")
+            if lease is not None:
+                lease.hand_over(pid)  # the range is the init's until it dies
             if emulation is not None:
                 st.write("emulation", emulation.target)
             keep = True
@@ -439,6 +493,8 @@ def run(spec: dict, opts: RunOptions) -> int:
                 net.release(tracer)
             if emulation is not None:
                 emulation.release(tracer)
+            if lease is not None:
+                lease.release()
             st.remove()
             tracer.emit("cleanup", f"rm -r {st.dir}")
 

@@ -160,6 +160,12 @@ def _sandbox(spec: dict, emu: Emulation, targets: dict, binfmt) -> None:
         linux["namespaces"].append({"type": "user"})
         linux["uidMappings"] = [dict(m) for m in IDENTITY_MAP]
         linux["gidMappings"] = [dict(m) for m in IDENTITY_MAP]
+    else:
+        # --userns (or a config.json) already gives the container a user
+        # namespace: the binfmt_misc instance belongs to that one.  A
+        # namespace only needs to exist for the instance, so one is enough.
+        emu.notes.append("emulation: sandbox: binfmt_misc instance of the container's own "
+                         "user namespace (no second namespace is created)")
     from .paths import resolve_in_root
 
     mnt = resolve_in_root(spec["root"]["path"], "/proc") + "/sys/fs/binfmt_misc"

@@ -57,6 +57,7 @@ CAPSET = 24
 SECCOMP = 25
 WAIT_START = 26
 SETNS = 27
+ATTACH_TREE = 28
 
 # mount(2) flags, from <sys/mount.h> (a stable kernel ABI).
 MS_RDONLY = 0x1
@@ -195,6 +196,11 @@ class Step:
             from .namespaces import flag_names
 
             return f"setns({self.b or self.mode}, {flag_names(self.flags)})"
+        if k == ATTACH_TREE:
+            idmap = " idmapped through the container's user namespace" if self.c else ""
+            onto = "the rootfs directory, then fchdir into it" if self.dev == 1 else repr(self.b)
+            return (f"move_mount(open_tree({self.a!r}, OPEN_TREE_CLONE"
+                    f"{'|AT_RECURSIVE' if self.flags & MS_REC else ''}){idmap}, {onto})")
         return f"op {k}"
 
 

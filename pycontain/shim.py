@@ -120,7 +120,7 @@ def _strings(values: list[str], keep: list) -> object:
 
 
 def spawn(plan: Plan, *, cgroup_fd: int = -1, stdio: tuple[int, int, int] = (-1, -1, -1),
-          trace: bool = False, detach: bool = False) -> Spawned:
+          trace: bool = False, detach: bool = False, status_fd: int = -1) -> Spawned:
     """clone3 the container's init; it waits until :meth:`Spawned.release`."""
     import _socket  # the C module: `socket` would cost an enum import
 
@@ -138,6 +138,7 @@ def spawn(plan: Plan, *, cgroup_fd: int = -1, stdio: tuple[int, int, int] = (-1,
     args.close_fds = [sync_w, report_r, -1, -1]
     args.trace = 1 if trace else 0
     args.detach = 1 if detach else 0
+    args.status_fd = status_fd
     # cffi frees an ffi.new() object when its Python owner dies, and a
     # struct field does not own what it points to: ``keep`` does.
     setup_ops, process_ops = _ops(plan.setup, keep), _ops(plan.process, keep)

@@ -103,9 +103,13 @@ def drop_namespace(spec: dict, ns_type: str) -> None:
 SUPPORTED = {
     "ociVersion", "process", "process.terminal", "process.user", "process.user.uid",
     "process.user.gid", "process.user.additionalGids", "process.args", "process.env",
-    "process.cwd", "process.noNewPrivileges", "root", "root.path", "root.readonly",
+    "process.cwd", "process.noNewPrivileges", "process.capabilities",
+    "process.capabilities.bounding", "process.capabilities.effective",
+    "process.capabilities.inheritable", "process.capabilities.permitted",
+    "process.capabilities.ambient", "root", "root.path", "root.readonly",
     "hostname", "mounts", "linux", "linux.namespaces", "linux.resources",
-    "linux.uidMappings", "linux.gidMappings", "linux.cgroupsPath", "annotations",
+    "linux.uidMappings", "linux.gidMappings", "linux.cgroupsPath", "linux.maskedPaths",
+    "linux.readonlyPaths", "linux.seccomp", "annotations",
 }
 
 
@@ -117,7 +121,8 @@ def validate(spec: dict) -> None:
             path = f"{prefix}.{key}" if prefix else key
             if path not in SUPPORTED:
                 raise PycontainError(f"config.json: field {path!r} is not supported by pycontain")
-            if isinstance(value, dict) and path not in ("annotations", "linux.resources"):
+            if isinstance(value, dict) and path not in ("annotations", "linux.resources",
+                                                         "linux.seccomp"):
                 walk(value, path)
 
     walk(spec, "")

@@ -127,6 +127,11 @@ def collect_garbage(root: str = DEFAULT_ROOT, *, verbose: bool = False) -> list[
         if owner is not None and owner_alive(owner.strip()):
             alive.add(cid)
             continue
+        if st.read("oci") is not None:
+            # A created/stopped OCI or `run -d` container: its state must
+            # stay until `delete`/`rm` (podman asks for it after the exit).
+            alive.add(cid)
+            continue
         cg = st.read("cgroup")
         if cg:
             cgroups.remove_group(cg.strip())
