@@ -288,7 +288,7 @@ static int set_groups(const char *list, unsigned int count)
  * instance, so that `tty` and /proc/self/fd/0 name a path that exists
  * there.  The master end goes to whoever listens on the socket (pycontain
  * itself, or an OCI --console-socket), like runc's console socket. */
-static int make_console(int sock)
+static int make_console(int sock, int wait_ack)
 {
     int zero = 0, rc = 0, slave = -1;
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -313,6 +313,13 @@ static int make_console(int sock)
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &master, sizeof(int));
     if (sendmsg(sock, &msg, 0) < 0) { rc = -errno; goto out; }
+    /* pycontain itself answers once it has copied its window size onto
+     * the pty, so that the command starts with the right size.  (An OCI
+     * --console-socket listener sends no such answer.) */
+    if (wait_ack) {
+        ssize_t n = read(sock, &byte, 1);
+        (void)n;
+    }
 
     if (setsid() < 0) { rc = -errno; goto out; }
     if (ioctl(slave, TIOCSCTTY, 0) < 0) { rc = -errno; goto out; }
@@ -459,7 +466,7 @@ static int run_op(const struct pc_op *op)
     case PC_OP_NO_NEW_PRIVS:
         return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ? -errno : 0;
     case PC_OP_CONSOLE:
-        return make_console((int)op->mode);
+        return make_console((int)op->mode, (int)op->flags);
     case PC_OP_MASK:
         return mask_path(op->b);
     case PC_OP_READONLY:

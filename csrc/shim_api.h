@@ -32,8 +32,9 @@ enum {
     PC_OP_SETSID_CTTY,    /* setsid(), then make fd `mode` the controlling terminal  */
     PC_OP_NO_NEW_PRIVS,   /* prctl(PR_SET_NO_NEW_PRIVS, 1)                           */
     PC_OP_CONSOLE,        /* open a pty in the container's devpts, send its master
-                             over the unix socket fd `mode` (SCM_RIGHTS), and make
-                             its peer our stdin/stdout/stderr and controlling tty */
+                             over the unix socket fd `mode` (SCM_RIGHTS), wait for a
+                             one-byte answer if `flags` is 1, and make the pty our
+                             stdin/stdout/stderr and controlling tty               */
     PC_OP_MASK,           /* hide b: a read-only empty tmpfs over a directory, or
                              /dev/null bound over a file; a missing b is fine       */
     PC_OP_READONLY,       /* bind b onto itself read-only; a missing b is fine      */

@@ -293,9 +293,9 @@ def _prepare_rootfs(rootfs_arg: str, spec: dict, run_opts) -> None:
             f"rootfs {rootfs_arg}: not a directory or a tarball (.tar, .tar.gz, .tar.xz, .tar.zst)"
         )
     from .container import new_id
-    from .state import ROOTFS_BASE, remove_tree
+    from .state import ROOTFS_BASE, remove_tree, unpack_dir_name
 
-    target = os.path.join(ROOTFS_BASE, "unpack-" + new_id())
+    target = os.path.join(ROOTFS_BASE, unpack_dir_name(new_id()))
     os.makedirs(target, mode=0o700)
     try:
         tarball.unpack(path, target, warn=lambda msg: _warn(msg))

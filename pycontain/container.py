@@ -146,7 +146,10 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
 
     # The command's own steps, after pivot_root, in container paths.
     if process.get("terminal"):
-        plan.process.append(p.Step(p.CONSOLE, mode=console_fd))
+        # flags=1: wait for pycontain's answer (window size set); an OCI
+        # caller's --console-socket sends none.
+        plan.process.append(p.Step(p.CONSOLE, mode=console_fd,
+                                   flags=0 if opts.console_socket else 1))
     cwd = process.get("cwd") or "/"
     if cwd != "/":
         plan.process.append(p.Step(p.MKDIR, b=cwd, mode=0o755, why="docker creates -w"))
@@ -430,6 +433,13 @@ def run(spec: dict, opts: RunOptions) -> int:
             net.connect(pid, tracer)  # veth into the netns while init waits
         forwarder.attach(pid)
         spawned.release()
+        master = -1
+        if console_parent >= 0:
+            from .tty import accept
+
+            # Before draining the reports: the command waits for our answer.
+            master = accept(console_parent)
+            console_parent = -1
 
         error: PycontainError | None = None
         for r in spawned.reports():
@@ -463,12 +473,12 @@ def run(spec: dict, opts: RunOptions) -> int:
             keep = True
             return 0
 
-        if console_parent >= 0 and error is None:
+        if master >= 0 and error is None:
             from .tty import relay
 
-            tty = relay(console_parent, pid, opts.interactive)
-        elif console_parent >= 0:
-            os.close(console_parent)
+            tty = relay(master, pid, opts.interactive)
+        elif master >= 0:
+            os.close(master)
 
         status = _wait(pid)
         if tty is not None:
@@ -481,8 +491,6 @@ def run(spec: dict, opts: RunOptions) -> int:
         tracer.emit("exit", f"container exited with status {code}")
         return code
     finally:
-        if forwarder is not None:
-            forwarder.restore()
         if tty is not None:
             tty.restore()
         if not opts.dry_run and not keep:
@@ -497,6 +505,10 @@ def run(spec: dict, opts: RunOptions) -> int:
                 lease.release()
             st.remove()
             tracer.emit("cleanup", f"rm -r {st.dir}")
+        # Last: a signal that arrives while we clean up is still forwarded
+        # (to nobody), instead of killing us halfway through the cleanup.
+        if forwarder is not None:
+            forwarder.restore()
 
 
 def _connect(path: str) -> int:

@@ -77,12 +77,27 @@ def detect(spec: dict, opts: RunOptions, tracer: Tracer) -> Emulation | None:
 
     root = spec["root"]["path"]
     argv0 = spec["process"]["args"][0]
+    path_env = getenv(spec, "PATH") or DEFAULT_PATH
+    volumes = [m["destination"].rstrip("/") + "/" for m in spec["mounts"]
+               if m.get("type") == "bind" or "bind" in m.get("options", [])
+               or "rbind" in m.get("options", [])]
+    if volumes:
+        # A volume may provide (or shadow) the command: what the rootfs
+        # directory holds at that path is not what execve will see.
+        from .entrypoint import find_command
+
+        where = argv0 if "/" in argv0 else find_command(root, argv0, path_env)
+        if where is None or any(where.startswith(v) for v in volumes):
+            try:
+                r = resolve(root, argv0, path_env)
+            except PycontainError:
+                return None  # let execve have the last word
+            if any(p.startswith(v) for p in r.chain for v in volumes):
+                return None
     try:
-        r = resolve(root, argv0, getenv(spec, "PATH") or DEFAULT_PATH)
+        r = resolve(root, argv0, path_env)
     except PycontainError as e:
-        # A volume may provide the command: let execve have the last word.
-        if e.exit_code == EXIT_NOT_FOUND and any(
-                m.get("type") == "bind" for m in spec["mounts"]):
+        if e.exit_code == EXIT_NOT_FOUND and volumes:
             return None
         raise
     if r.ident is None or is_native(r.ident, host_machine()):

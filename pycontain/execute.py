@@ -71,7 +71,8 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
 
                 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
                 console_parent, console_child = a.detach(), b.detach()
-            plan.process.append(p.Step(p.CONSOLE, mode=console_child))
+            plan.process.append(p.Step(p.CONSOLE, mode=console_child,
+                                       flags=0 if console_socket else 1))
         plan.process.append(p.Step(p.CHDIR, b=process.get("cwd") or "/"))
         before, after = security.capability_steps(spec)
         plan.process += before
@@ -104,6 +105,11 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
         if forwarder is not None:
             forwarder.attach(spawned.pid)
         spawned.release()
+        master = -1
+        if console_parent >= 0:
+            from .tty import accept
+
+            master = accept(console_parent)
         error = None
         tracer = Tracer(trace, 0)
         for r in spawned.reports():
@@ -121,10 +127,10 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
                 raise error
             return 0
         tty = None
-        if console_parent >= 0 and error is None:
+        if master >= 0 and error is None:
             from .tty import relay
 
-            tty = relay(console_parent, spawned.pid, True)
+            tty = relay(master, spawned.pid, True)
         status = _wait(spawned.pid)
         if tty is not None:
             tty.finish()

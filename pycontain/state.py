@@ -101,6 +101,20 @@ def remove_tree(path: str) -> None:
         pass
 
 
+def _younger_than(path: str, seconds: float) -> bool:
+    import time
+
+    try:
+        return time.time() - os.stat(path).st_mtime < seconds
+    except OSError:
+        return False
+
+
+def unpack_dir_name(container_id: str) -> str:
+    """Where a tarball is unpacked: the name records who is unpacking it."""
+    return f"unpack-{owner_token().replace(' ', '.', 1)}-{container_id}"
+
+
 def list_ids(root: str = DEFAULT_ROOT) -> list[str]:
     try:
         return os.listdir(os.path.join(root, "containers"))
@@ -127,6 +141,11 @@ def collect_garbage(root: str = DEFAULT_ROOT, *, verbose: bool = False) -> list[
         if owner is not None and owner_alive(owner.strip()):
             alive.add(cid)
             continue
+        if owner is None and _younger_than(st.dir, 30.0):
+            # Being created right now: mkdir comes just before the owner
+            # file is written.  Not ours to judge yet.
+            alive.add(cid)
+            continue
         if st.read("oci") is not None:
             # A created/stopped OCI or `run -d` container: its state must
             # stay until `delete`/`rm` (podman asks for it after the exit).
@@ -145,9 +164,16 @@ def collect_garbage(root: str = DEFAULT_ROOT, *, verbose: bool = False) -> list[
             removed.append(f"cgroup {path}")
     try:
         for cid in os.listdir(ROOTFS_BASE):
-            if cid not in alive:
-                remove_tree(os.path.join(ROOTFS_BASE, cid))
-                removed.append(f"rootfs {os.path.join(ROOTFS_BASE, cid)}")
+            if cid.startswith("unpack-"):
+                # A tarball being unpacked before its container exists:
+                # named unpack-<pid>.<start time>-<random> by its pycontain.
+                token = cid[len("unpack-"):].rsplit("-", 1)[0].replace(".", " ", 1)
+                if owner_alive(token):
+                    continue
+            elif cid in alive:
+                continue
+            remove_tree(os.path.join(ROOTFS_BASE, cid))
+            removed.append(f"rootfs {os.path.join(ROOTFS_BASE, cid)}")
     except OSError:
         pass
     return removed

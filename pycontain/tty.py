@@ -13,22 +13,42 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import PycontainError
 
-
-def receive_fd(sock_fd: int) -> int:
-    """Take the pty master sent with SCM_RIGHTS."""
+def accept(sock_fd: int) -> int:
+    """Take the pty master the container sent (SCM_RIGHTS), give it our
+    window size, and answer, so the command starts with the right size.
+    Returns -1 if the container died before sending it (its setup failed:
+    the error arrives in its reports)."""
     import socket
 
     s = socket.socket(fileno=sock_fd)
     try:
         _, fds, _, _ = socket.recv_fds(s, 1, 1)
+        if not fds:
+            return -1
+        master = fds[0]
+        os.set_inheritable(master, False)
+        copy_winsize(master)
+        try:
+            s.send(b"\x01")
+        except OSError:
+            pass
+        return master
     finally:
         s.close()
-    if not fds:
-        raise PycontainError("-t: the container did not send its terminal")
-    os.set_inheritable(fds[0], False)
-    return fds[0]
+
+
+def copy_winsize(master: int) -> None:
+    import fcntl
+    import termios
+
+    for fd in (0, 1):
+        try:
+            size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+        except OSError:
+            continue
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+        return
 
 
 class Relay:
@@ -39,16 +59,7 @@ class Relay:
         self.stdout = sys.stdout.fileno()
 
     def copy_winsize(self) -> None:
-        import fcntl
-        import termios
-
-        for fd in (self.stdin, self.stdout):
-            try:
-                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
-            except OSError:
-                continue
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
-            return
+        copy_winsize(self.master)
 
     def raw(self) -> None:
         import termios
@@ -106,12 +117,11 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
-def relay(sock_fd: int, pid: int, interactive: bool = True) -> Relay:
+def relay(master: int, pid: int, interactive: bool = True) -> Relay:
     """Run the relay until the container's terminal closes."""
     import _signal
 
-    r = Relay(receive_fd(sock_fd))
-    r.copy_winsize()
+    r = Relay(master)
     _signal.signal(28, lambda sig, frame: r.copy_winsize())  # SIGWINCH
     r.raw()
     try:

@@ -57,6 +57,7 @@ GUEST_PACKAGES = (
     "kmod",
     "libc6-dev",
     "libffi-dev",
+    "libseccomp-dev",
     "python3",
     "python3-cffi",
     "python3-dev",

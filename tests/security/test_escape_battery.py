@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 
 import pytest
-from probehelpers import parse_probe
 from pchelpers import requires_root
+from probehelpers import parse_probe
 
 pytestmark = requires_root
 

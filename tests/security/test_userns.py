@@ -15,8 +15,8 @@ import subprocess
 import time
 
 import pytest
-from probehelpers import parse_probe
 from pchelpers import BUILD_ROOTFS, leftovers, one_line_error, requires_root
+from probehelpers import parse_probe
 
 from pycontain import userns
 from pycontain.state import owner_token
