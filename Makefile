@@ -14,7 +14,7 @@ BUILD := build
 ROOTFS := $(BUILD)/rootfs
 HOST_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 # Foreign rootfs the emulation tests run (Debian's busybox-static for each).
-FOREIGN_ARCHES ?= arm64 armhf ppc64el s390x mips64el
+FOREIGN_ARCHES ?= arm64 armhf ppc64el s390x mips64el i386
 
 # Debian/Ubuntu packages: the shim's build deps, python-prctl's libcap-dev,
 # busybox-static for the rootfs, QEMU user-mode emulators, and what the
