@@ -346,6 +346,11 @@ def cmd_run(argv: list[str]) -> int:
         from .lifecycle import run_detached
 
         return run_detached(spec, opts.get("name"), _GLOBALS)
+    if run_opts.name:
+        # The name is the container's id: unique, and what ps/exec/stop take.
+        from .lifecycle import check_name
+
+        run_opts.container_id = check_name(run_opts.name)
     _prepare_rootfs(rootfs_arg, spec, run_opts)
     try:
         if opts.get("user"):

@@ -417,6 +417,16 @@ def run(spec: dict, opts: RunOptions) -> int:
         pid = spawned.pid
         opts.result_pid = pid
         st.write("pid", str(pid))
+        if opts.name and not opts.detach:
+            # A named foreground container shows in `pycontain ps`, and
+            # `pycontain exec NAME` can enter it, as with docker.
+            import json
+
+            st.write("config.json", json.dumps(spec))
+            st.write("state.json", json.dumps({
+                "pid": pid, "bundle": "", "rootfs": spec["root"]["path"],
+                "annotations": spec.get("annotations", {}),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
         if cgroup and not spawned.used_clone3:
             cgroup.add_pid(pid)
         if plan.uid_map is not None:

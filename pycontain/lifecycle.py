@@ -27,18 +27,24 @@ def log_path(g: oci.Globals, cid: str) -> str:
     return os.path.join(g.root, "logs", f"{cid}.log")
 
 
+def check_name(name: str, g: oci.Globals | None = None) -> str:
+    """A --name is a container id: valid, and not taken."""
+    g = g or oci.Globals()
+    if not _NAME.match(name):
+        raise PycontainError(f"--name {name!r}: use letters, digits, '_', '.' and '-'")
+    if os.path.exists(os.path.join(g.root, "containers", name)):
+        raise PycontainError(f"a container named {name} already exists (pycontain rm {name})")
+    return name
+
+
 def run_detached(spec: dict, name: str | None, g: oci.Globals | None = None) -> int:
     """``run -d``: print the id, leave the container running."""
     from .container import new_id
 
     g = g or oci.Globals()
-    cid = name or new_id()
-    if not _NAME.match(cid):
-        raise PycontainError(f"--name {cid!r}: use letters, digits, '_', '.' and '-'")
+    cid = check_name(name, g) if name else new_id()
     os.makedirs(os.path.join(g.root, "logs"), mode=0o700, exist_ok=True)
     log = log_path(g, cid)
-    if os.path.exists(os.path.join(g.root, "containers", cid)):
-        raise PycontainError(f"a container named {cid} already exists (pycontain rm {cid})")
     if os.path.exists(log):
         os.unlink(log)
     try:

@@ -183,3 +183,26 @@ def test_docker_style_detached_lifecycle(pycontain, rootfs):
         assert pycontain("rm", "-f", name).returncode == 0
     assert leftovers() == []
     assert not os.path.exists(f"/run/pycontain/logs/{name}.log")
+
+
+def test_named_foreground_container_is_listed_and_enterable(pycontain, rootfs):
+    import subprocess
+
+    proc = subprocess.Popen([*pycontain.cmd, "run", "--name", "pc-fg", rootfs, "sleep", "3"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ps = json.loads(pycontain("ps", "--json").stdout)
+            if any(c["id"] == "pc-fg" and c["status"] == "Up" for c in ps):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("pc-fg never showed up in pycontain ps")
+        out = pycontain("exec", "pc-fg", "hostname")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "pc-fg" or out.stdout.strip()
+        dup = pycontain.run("--name", "pc-fg", rootfs, "/bin/true")
+        assert dup.returncode == 125 and "already exists" in dup.stderr
+    finally:
+        assert proc.wait(timeout=30) == 0
+    assert leftovers() == []
