@@ -416,28 +416,190 @@ static int attach_tree(int sock, const char *target, int is_root)
     return rc;
 }
 
+/* ---------------------------------------------- paths inside the rootfs -- */
+
+/* The rootfs is untrusted, and may even change while we set it up (another
+ * container can share a directory rootfs).  Python resolved every path in
+ * the plan inside the rootfs already (paths.resolve_in_root), so none of
+ * them should contain a symlink.  Here we make sure of it, without a race:
+ * each path under the rootfs is walked one component at a time from the
+ * rootfs, with O_NOFOLLOW, and the operation then targets the resulting
+ * file descriptor (through its /proc/self/fd magic link) instead of the
+ * path.  A symlink met on the way means the rootfs changed under us: ELOOP.
+ * So a mount can never land outside the rootfs, whatever the rootfs does. */
+static const char *g_root;
+static size_t g_root_len;
+
+static int under_root(const char *path)
+{
+    return g_root && path && strncmp(path, g_root, g_root_len) == 0 &&
+           (path[g_root_len] == '/' || path[g_root_len] == '\0');
+}
+
+/* Walk `path` (under g_root).  With `parent_only`, stop at its parent and
+ * return the last component in *name.  With `create_dirs`, make missing
+ * directories on the way (mode `mode`).  Returns an O_PATH fd or -errno. */
+static int pin_in_root(const char *path, int parent_only, int create_dirs,
+                       mode_t mode, const char **name)
+{
+    char buf[4096];
+    const char *rel = path + g_root_len;
+    size_t len = strlen(rel);
+    if (len >= sizeof buf) return -ENAMETOOLONG;
+    memcpy(buf, rel, len + 1);
+    int fd = open(g_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    char *p = buf;
+    while (*p == '/') p++;
+    while (*p) {
+        char *end = strchr(p, '/');
+        if (end) *end = '\0';
+        int last = !end || end[1] == '\0';
+        if (last && parent_only) {
+            if (name) *name = path + g_root_len + (p - buf);
+            return fd;
+        }
+        if (strcmp(p, ".") == 0 || strcmp(p, "..") == 0) { close(fd); return -EINVAL; }
+        if (create_dirs && mkdirat(fd, p, mode) < 0 && errno != EEXIST) {
+            int e = errno; close(fd); return -e;
+        }
+        int next = openat(fd, p, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(fd);
+        if (next < 0) return -e;
+        struct stat st;
+        if (fstat(next, &st) < 0) { e = errno; close(next); return -e; }
+        if (S_ISLNK(st.st_mode)) { close(next); return -ELOOP; }
+        fd = next;
+        if (!end) break;
+        p = end + 1;
+        while (*p == '/') p++;
+    }
+    if (parent_only) {  /* the path was the rootfs itself */
+        close(fd);
+        return -EINVAL;
+    }
+    return fd;
+}
+
+/* The /proc/self/fd path of a pinned fd: what mount(2) and friends take. */
+static const char *fd_path(int fd, char *buf, size_t len)
+{
+    snprintf(buf, len, "/proc/self/fd/%d", fd);
+    return buf;
+}
+
+/* Run `fn` on `path`, pinned if it lies in the rootfs. */
+static int with_pinned(const char *path, int (*fn)(const char *, const struct pc_op *),
+                       const struct pc_op *op)
+{
+    if (!under_root(path))
+        return fn(path, op);
+    char buf[64];
+    int fd = pin_in_root(path, 0, 0, 0, NULL);
+    if (fd < 0) return fd;
+    int rc = fn(fd_path(fd, buf, sizeof buf), op);
+    close(fd);
+    return rc;
+}
+
+static int do_mount(const char *target, const struct pc_op *op)
+{
+    return mount(op->a, target, op->c, op->flags, op->d) < 0 ? -errno : 0;
+}
+static int do_remount(const char *target, const struct pc_op *op)
+{
+    return remount(target, op->flags);
+}
+static int do_mask(const char *target, const struct pc_op *op) { return mask_path(target); }
+static int do_bind_self(const char *target, const struct pc_op *op)
+{
+    return mount(target, target, NULL, MS_BIND | MS_REC, NULL) < 0 ? -errno : 0;
+}
+
+/* readonlyPaths: bind the path onto itself, then remount that new mount
+ * read-only.  The second step pins the path again: an fd opened before the
+ * bind still names the mount underneath. */
+static int make_readonly(const struct pc_op *op)
+{
+    if (!under_root(op->b))
+        return readonly_path(op->b);
+    int rc = with_pinned(op->b, do_bind_self, op);
+    if (rc < 0) return rc;
+    struct pc_op ro = *op;
+    ro.flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    return with_pinned(op->b, do_remount, &ro);
+}
+
+/* MASK and READONLY skip what this kernel does not have. */
+static int missing_in_root(const char *path)
+{
+    if (!under_root(path)) return 0;
+    int fd = pin_in_root(path, 0, 0, 0, NULL);
+    if (fd >= 0) close(fd);
+    return fd == -ENOENT;
+}
+
+static int make_dirs(const struct pc_op *op)
+{
+    if (!under_root(op->b))
+        return mkdir_p(op->b, op->mode);
+    int fd = pin_in_root(op->b, 0, 1, op->mode, NULL);
+    if (fd < 0) return fd;
+    close(fd);
+    return 0;
+}
+
+/* MKFILE, MKNOD, SYMLINK: create the last component in a pinned parent. */
+static int make_entry(const struct pc_op *op)
+{
+    const char *name = op->b;
+    int dir = AT_FDCWD, rc = 0;
+    if (under_root(op->b)) {
+        dir = pin_in_root(op->b, 1, 0, 0, &name);
+        if (dir < 0) return dir;
+        /* O_PATH fds cannot create entries: reopen the directory for real. */
+        char buf[64];
+        int real = open(fd_path(dir, buf, sizeof buf), O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        close(dir);
+        if (real < 0) return -errno;
+        dir = real;
+    }
+    switch (op->kind) {
+    case PC_OP_MKFILE: {
+        int fd = openat(dir, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, op->mode);
+        if (fd < 0) rc = -errno;
+        else close(fd);
+        break;
+    }
+    case PC_OP_MKNOD:
+        rc = mknodat(dir, name, op->mode, (dev_t)op->dev) < 0 ? -errno : 0;
+        break;
+    case PC_OP_SYMLINK:
+        if (symlinkat(op->a, dir, name) < 0) {
+            rc = -errno;
+            if (errno == EEXIST && unlinkat(dir, name, 0) == 0)
+                rc = symlinkat(op->a, dir, name) < 0 ? -errno : 0;
+        }
+        break;
+    }
+    if (dir != AT_FDCWD) close(dir);
+    return rc;
+}
+
 static int run_op(const struct pc_op *op)
 {
     switch (op->kind) {
     case PC_OP_MOUNT:
-        return mount(op->a, op->b, op->c, op->flags, op->d) < 0 ? -errno : 0;
+        return with_pinned(op->b, do_mount, op);
     case PC_OP_REMOUNT:
-        return remount(op->b, op->flags);
+        return with_pinned(op->b, do_remount, op);
     case PC_OP_MKDIR:
-        return mkdir_p(op->b, op->mode);
-    case PC_OP_MKFILE: {
-        int fd = open(op->b, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, op->mode);
-        if (fd < 0) return -errno;
-        close(fd);
-        return 0;
-    }
+        return make_dirs(op);
+    case PC_OP_MKFILE:
     case PC_OP_MKNOD:
-        return mknod(op->b, op->mode, (dev_t)op->dev) < 0 ? -errno : 0;
     case PC_OP_SYMLINK:
-        if (symlink(op->a, op->b) == 0) return 0;
-        if (errno != EEXIST) return -errno;
-        if (unlink(op->b) < 0) return -errno;
-        return symlink(op->a, op->b) < 0 ? -errno : 0;
+        return make_entry(op);
     case PC_OP_SETHOSTNAME:
         return sethostname(op->a, strlen(op->a)) < 0 ? -errno : 0;
     case PC_OP_PIVOT_ROOT:
@@ -468,9 +630,9 @@ static int run_op(const struct pc_op *op)
     case PC_OP_CONSOLE:
         return make_console((int)op->mode, (int)op->flags);
     case PC_OP_MASK:
-        return mask_path(op->b);
+        return missing_in_root(op->b) ? 0 : with_pinned(op->b, do_mask, op);
     case PC_OP_READONLY:
-        return readonly_path(op->b);
+        return missing_in_root(op->b) ? 0 : make_readonly(op);
     case PC_OP_CAPBSET:
         return drop_bounding(op->flags);
     case PC_OP_CAPSET:
@@ -483,6 +645,9 @@ static int run_op(const struct pc_op *op)
         return setns((int)op->mode, (int)op->flags) < 0 ? -errno : 0;
     case PC_OP_ATTACH_TREE:
         return attach_tree((int)op->mode, op->b, op->dev == 1);
+    case PC_OP_UMASK:
+        umask((mode_t)op->mode);  /* cannot fail */
+        return 0;
     }
     return -EINVAL;
 }
@@ -491,6 +656,9 @@ static void run_ops(const struct pc_spawn_args *a, int stage,
                     const struct pc_op *ops, int n)
 {
     g_report_fd = a->report_fd;
+    /* Only PID 1's setup runs before pivot_root, in host paths. */
+    g_root = stage == PC_STAGE_SETUP ? a->root : NULL;
+    g_root_len = g_root ? strlen(g_root) : 0;
     for (int i = 0; i < n; i++) {
         int rc = run_op(&ops[i]);
         if (rc < 0)

@@ -48,7 +48,7 @@ enum {
                              the exec FIFO (O_PATH fd `mode`) for writing through
                              /proc/self/fd, which waits for a reader               */
     PC_OP_SETNS,          /* setns(fd `mode`, nstype `flags`): join a namespace    */
-    PC_OP_ATTACH_TREE     /* receive a detached mount (an open_tree() fd made by
+    PC_OP_ATTACH_TREE,    /* receive a detached mount (an open_tree() fd made by
                              pycontain on the host) over the unix socket fd `mode`
                              (SCM_RIGHTS) and move_mount() it onto b, relative to
                              the working directory.  `dev` = 1: it is the rootfs,
@@ -57,6 +57,8 @@ enum {
                              mount, so the steps after it use paths relative to
                              the rootfs and never walk the host's directories
                              above it                                           */
+    PC_OP_UMASK           /* umask(mode): the command's file-creation mask (the
+                             default, without this op, is 022)                  */
 };
 
 struct pc_op {
@@ -114,6 +116,9 @@ struct pc_spawn_args {
     int used_clone3;             /* out: 1 if clone3(CLONE_INTO_CGROUP) was used;
                                     0 means the caller must move the child into its
                                     cgroup itself, before releasing sync_fd        */
+    const char *root;            /* the rootfs (a canonical host path), or NULL:
+                                    setup paths under it are walked without
+                                    following symlinks (see pin_in_root)           */
     const char *file;            /* argv[0] to look up (contains '/': used as is)   */
     const char *search_path;     /* the container's PATH, for the lookup            */
     char **argv;

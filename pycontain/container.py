@@ -110,6 +110,7 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     from . import rootfs
 
     plan = p.Plan()
+    plan.root = spec["root"]["path"]
     at_clone, later = clone_flags(spec["linux"]["namespaces"])
     plan.clone_flags = at_clone
     process = spec["process"]
@@ -299,6 +300,9 @@ def run(spec: dict, opts: RunOptions) -> int:
 
     t0 = time.monotonic_ns()
     tracer = Tracer(opts.trace, t0)
+    # The rootfs path itself is the host's to resolve (it is trusted); all
+    # paths below it are resolved inside it, never following it out.
+    spec["root"]["path"] = os.path.realpath(spec["root"]["path"])
     cid = opts.container_id or new_id()
     st = state.ContainerState(cid, opts.state_root)
     keep = False  # a detached container's state outlives this process

@@ -58,6 +58,7 @@ SECCOMP = 25
 WAIT_START = 26
 SETNS = 27
 ATTACH_TREE = 28
+UMASK = 29
 
 # mount(2) flags, from <sys/mount.h> (a stable kernel ABI).
 MS_RDONLY = 0x1
@@ -201,6 +202,8 @@ class Step:
             onto = "the rootfs directory, then fchdir into it" if self.dev == 1 else repr(self.b)
             return (f"move_mount(open_tree({self.a!r}, OPEN_TREE_CLONE"
                     f"{'|AT_RECURSIVE' if self.flags & MS_REC else ''}){idmap}, {onto})")
+        if k == UMASK:
+            return f"umask({self.mode:04o})"
         return f"op {k}"
 
 
@@ -218,6 +221,7 @@ class Plan:
         "host",
         "notes",
         "process",
+        "root",
         "search_path",
         "setup",
         "uid_map",
@@ -237,6 +241,7 @@ class Plan:
         self.search_path = ""            # the container's PATH
         self.notes: list[str] = []       # decisions worth showing (emulation ...)
         self.cleanup: list[Step] = []    # Python, after the container is gone
+        self.root: str | None = None     # setup paths under it are walked safely (C)
 
     def lines(self) -> list[str]:
         """The whole plan as text, one step a line (``pycontain run --dry-run``)."""

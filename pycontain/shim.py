@@ -153,6 +153,10 @@ def spawn(plan: Plan, *, cgroup_fd: int = -1, stdio: tuple[int, int, int] = (-1,
     path = ffi.new("char[]", plan.search_path.encode())
     args.file = file
     args.search_path = path
+    if plan.root:
+        root = ffi.new("char[]", plan.root.encode())
+        keep.append(root)
+        args.root = root
     args.argv = argv
     args.envp = envp
 
