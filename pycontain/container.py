@@ -26,7 +26,7 @@ from .errors import (
     PycontainError,
     strerror,
 )
-from .namespaces import CLONE_NEWUSER, clone_flags
+from .namespaces import CLONE_NEWNET, CLONE_NEWUSER, clone_flags, joined
 from .spec import DEFAULT_PATH, getenv, has_namespace, setenv
 
 TYPE_CHECKING = False
@@ -116,10 +116,15 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     process = spec["process"]
     in_userns = bool(at_clone & CLONE_NEWUSER)
 
+    # First of all, join the namespaces the config names by path (podman's
+    # network namespace): the mounts below (sysfs) must see the joined one.
+    for flag, ns_path in joined(spec["linux"]["namespaces"]):
+        plan.setup.append(p.Step(p.SETNS, b=ns_path, flags=flag, why=f"join {ns_path}",
+                                 mode=0 if opts.dry_run else _open_namespace(ns_path)))
     if later:
         plan.setup.append(p.Step(p.UNSHARE, flags=later,
                                  why="cgroup namespace rooted at our own group"))
-    if has_namespace(spec, "network"):
+    if at_clone & CLONE_NEWNET:  # a joined one is its maker's to set up
         plan.setup.append(p.Step(p.LOOPBACK_UP, why="a new netns has only lo, and it is down"))
     if spec.get("hostname") and has_namespace(spec, "uts"):
         plan.setup.append(p.Step(p.SETHOSTNAME, a=spec["hostname"]))
@@ -130,6 +135,7 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
         extra += emulation.setup_steps
     from . import security
 
+    extra += security.sysctl_steps(spec)  # before /proc/sys turns read-only
     extra += security.path_steps(spec)
     if in_userns:
         plan.uid_map = _id_map(spec["linux"].get("uidMappings"))
@@ -155,6 +161,9 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if cwd != "/":
         plan.process.append(p.Step(p.MKDIR, b=cwd, mode=0o755, why="docker creates -w"))
     plan.process.append(p.Step(p.CHDIR, b=cwd))
+    umask = process.get("user", {}).get("umask")
+    if umask is not None:
+        plan.process.append(p.Step(p.UMASK, mode=int(umask) & 0o777))
     caps_before, caps_after = security.capability_steps(spec)
     plan.process += caps_before
     filter_steps = security.seccomp_steps(spec)
@@ -185,6 +194,75 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     plan.env = list(process["env"])
     plan.search_path = getenv(spec, "PATH") or DEFAULT_PATH
     return plan
+
+
+def _open_namespace(path: str) -> int:
+    """An fd for setns(); the init inherits it across clone (CLOEXEC only
+    matters at execve, and the init closes it before the command runs)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PycontainError(f"namespace {path}: {strerror(e.errno or 0)}") from None
+
+
+def _cgroups_path(mount: str, value: str) -> str:
+    """linux.cgroupsPath under the v2 mount: absolute from its root,
+    relative under pycontain's own parent group."""
+    from .cgroups import PARENT
+
+    if ":" in value:
+        raise PycontainError(f"config.json: linux.cgroupsPath {value!r} is systemd's "
+                             "slice:prefix:name form; pycontain manages cgroupfs directly")
+    parts = [x for x in value.split("/") if x]
+    if not parts or any(x in (".", "..") for x in parts):
+        raise PycontainError(f"config.json: linux.cgroupsPath {value!r} is not a group path")
+    if value.startswith("/"):
+        return os.path.join(mount, *parts)
+    return os.path.join(mount, PARENT, *parts)
+
+
+def _process_limits(spec: dict, pid: int, tracer: Tracer) -> None:
+    """process.rlimits and process.oomScoreAdj, set on the init from the
+    host while it waits: the command it forks inherits both."""
+    process = spec["process"]
+    if process.get("rlimits"):
+        import resource
+
+        for r in process["rlimits"]:
+            name = str(r.get("type", ""))
+            which = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
+            if which is None:
+                raise PycontainError(f"config.json: process.rlimits: unknown limit {name!r}")
+            # JSON carries RLIM_INFINITY as 2**64-1.
+            soft, hard = (resource.RLIM_INFINITY if int(r[k]) >= 1 << 63 else int(r[k])
+                          for k in ("soft", "hard"))
+            try:
+                resource.prlimit(pid, which, (soft, hard))
+            except ValueError:
+                raise PycontainError(f"config.json: process.rlimits {name}: soft {soft} "
+                                     f"is above hard {hard}") from None
+            except OSError as e:
+                own = resource.getrlimit(which)[1]
+                why = strerror(e.errno or 0)
+                if e.errno == 1 and own != resource.RLIM_INFINITY and hard > own:
+                    why = (f"raising the hard limit above pycontain's own ({own}) needs "
+                           "CAP_SYS_RESOURCE, which this process lacks")
+                raise PycontainError(f"config.json: process.rlimits {name} "
+                                     f"{soft}:{hard}: {why}") from None
+            tracer.emit("host", f"prlimit({pid}, {name}, soft={soft}, hard={hard})")
+    adj = process.get("oomScoreAdj")
+    if adj is not None:
+        path = f"/proc/{pid}/oom_score_adj"
+        try:
+            with open(path, "w") as f:
+                f.write(str(int(adj)))
+        except OSError as e:
+            why = strerror(e.errno or 0)
+            if e.errno == 13:
+                why += " (lowering it needs CAP_SYS_RESOURCE)"
+            raise PycontainError(f"config.json: process.oomScoreAdj {adj}: {path}: "
+                                 f"{why}") from None
+        tracer.emit("host", f"write {path} <- {adj}")
 
 
 def _id_map(mappings: list[dict] | None) -> str:
@@ -370,6 +448,8 @@ def run(spec: dict, opts: RunOptions) -> int:
         v2 = cgroups.find_v2_mount()
         if v2:
             cgroup = cgroups.Cgroup(v2, cid)
+            if spec["linux"].get("cgroupsPath"):
+                cgroup.path = _cgroups_path(v2, spec["linux"]["cgroupsPath"])
             plan.cgroup_dir = cgroup.path
         if opts.dry_run:
             sys.stdout.write("\n".join(plan.lines()) + "\n")
@@ -377,6 +457,13 @@ def run(spec: dict, opts: RunOptions) -> int:
 
         for note in plan.notes:
             tracer.emit("note", note)
+        if opts.trace and spec["linux"].get("seccomp"):
+            from . import seccomp
+
+            caps = {c.removeprefix("CAP_") for c in
+                    spec["process"].get("capabilities", {}).get("effective", [])}
+            for line in seccomp.describe(seccomp.default_rules(caps)):
+                tracer.emit("seccomp", line)
         if cgroup:
             st.write("cgroup", cgroup.path)
             cgroup.create()
@@ -421,6 +508,7 @@ def run(spec: dict, opts: RunOptions) -> int:
         pid = spawned.pid
         opts.result_pid = pid
         st.write("pid", str(pid))
+        _process_limits(spec, pid, tracer)
         if opts.name and not opts.detach:
             # A named foreground container shows in `pycontain ps`, and
             # `pycontain exec NAME` can enter it, as with docker.
