@@ -7,18 +7,23 @@ PYCONTAIN=${1:-.venv/bin/pycontain}
 ROOTFS=${2:-build/rootfs/amd64}
 
 echo "== on the host =="
-echo "hostname:     $(hostname)"
-echo "kernel:       $(uname -r)"
-echo "my PID:       $$"
-echo "pid ns inode: $(stat -L -c %i /proc/self/ns/pid)"
+echo "hostname:       $(hostname)"
+echo "kernel:         $(uname -r)"
+echo "PID namespace:  $(stat -L -c %i /proc/self/ns/pid)"
+echo "processes:      $(ls -d /proc/[0-9]* | wc -l)"
+echo "mounts:         $(wc -l < /proc/self/mountinfo)"
 echo
-echo "== in a container: $PYCONTAIN run $ROOTFS /bin/sh -c '...' =="
+echo "== in a container: $PYCONTAIN run --hostname demo $ROOTFS /bin/sh -c ... =="
 "$PYCONTAIN" run --hostname demo "$ROOTFS" /bin/sh -c '
-echo "hostname:     $(hostname)"
-echo "kernel:       $(uname -r)   <- the same kernel: containers share it"
-echo "my PID:       $$   (PID 1 is the container init)"
-echo "pid ns inode: $(stat -L -c %i /proc/self/ns/pid)   <- a different PID namespace"
-echo "processes:"; ps -o pid,args
-echo "network:";   ip -o link | cut -d: -f2
-echo "mounts:";    cut -d" " -f5,9 /proc/self/mountinfo | column -t 2>/dev/null || cut -d" " -f5,9 /proc/self/mountinfo
+echo "hostname:       $(hostname)"
+echo "kernel:         $(uname -r)    <- the host kernel: containers share it"
+echo "PID namespace:  $(stat -L -c %i /proc/self/ns/pid)    <- its own"
+echo "my PID:         $$ (PID 1 is the container init: $(cat /proc/1/comm))"
+echo "processes:      $(ls -d /proc/[0-9]* | wc -l)    <- only its own"
+echo "network:        $(ls /sys/class/net | tr "\n" " ")"
+echo "mounts:         $(wc -l < /proc/self/mountinfo): $(cut -d" " -f5 /proc/self/mountinfo | head -8 | tr "\n" " ")..."
 '
+echo
+echo "Same kernel, different everything else. More: docs/tour.md, and"
+echo "  sudo $PYCONTAIN run --trace $ROOTFS /bin/true     (every kernel step)"
+echo "  sudo $PYCONTAIN explain $ROOTFS                   (host vs container)"
