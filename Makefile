@@ -84,6 +84,7 @@ bench: setup
 	@dpkg-query -W crun runc bubblewrap >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends crun runc bubblewrap)
 	$(PY) benchmarks/startup.py --pycontain $(PYCONTAIN) --rootfs $(ROOTFS)/$(HOST_ARCH)
+	$(PY) benchmarks/lifecycle.py --pycontain $(PYCONTAIN) --rootfs $(ROOTFS)/$(HOST_ARCH)
 
 clean:
 	rm -rf $(BUILD) $(VENV) pycontain/_shim*.so *.egg-info
