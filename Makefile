@@ -18,11 +18,12 @@ FOREIGN_ARCHES ?= arm64 armhf ppc64el s390x mips64el i386
 
 # Debian/Ubuntu packages: the shim's build deps, python-prctl's libcap-dev,
 # busybox-static for the rootfs, QEMU user-mode emulators, and what the
-# tarball and rootfs tests use.  --no-install-recommends keeps systemd and
+# tarball and rootfs tests use, and podman/conmon/containerd as real OCI
+# clients of pycontain in the tests.  --no-install-recommends keeps systemd and
 # binfmt-support (which would register QEMU on the host) out.
 APT_PACKAGES := python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev \
 	libseccomp-dev busybox-static qemu-user-static zstd xz-utils dpkg-dev debootstrap \
-	iproute2 nftables util-linux ca-certificates
+	iproute2 nftables util-linux ca-certificates podman conmon containerd
 APT_STAMP := $(BUILD)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 
 .PHONY: setup demo test test-host test-vm lint bench clean rootfs rootfs-foreign help

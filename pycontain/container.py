@@ -413,7 +413,10 @@ def run(spec: dict, opts: RunOptions) -> int:
             net = Attachment.prepare(cid, opts.net, st, tracer)
         etc_files: dict[str, str] = {}
         if not opts.dry_run:
+            mounted = {m.get("destination") for m in spec["mounts"]}
             for ctr_path, text in etc_contents(spec, network_host, net).items():
+                if ctr_path in mounted:
+                    continue  # the config brings its own (podman does)
                 etc_files[ctr_path] = st.write(os.path.basename(ctr_path), text)
         else:
             etc_files = {k: f"{st.dir}/{os.path.basename(k)}"
@@ -675,8 +678,22 @@ def _apply_resources(spec: dict, cgroup: object, tracer: Tracer) -> None:
     resources = spec["linux"].get("resources") or {}
     if not resources:
         return
+    from .cgroups import available_controllers
     from .limits import apply
 
+    # Values that ask for nothing but the kernel's default need no
+    # controller: containerd's shim always sends cpu.shares 1024 (v1's
+    # default share), podman a pids limit of 0 or -1 (none).  On a host
+    # where v2 lacks the controller (hybrid), they are met as they are;
+    # any other value still needs the controller, and is refused by apply.
+    have = available_controllers(cgroup.mount)  # type: ignore[attr-defined]
+    resources = dict(resources)
+    if "cpu" not in have and resources.get("cpu") == {"shares": 1024}:
+        del resources["cpu"]
+        tracer.emit("cgroup", "cpu.shares 1024 is the default share: nothing to write")
+    if "pids" not in have and (resources.get("pids") or {}).get("limit", 1) <= 0:
+        del resources["pids"]
+        tracer.emit("cgroup", "pids limit <= 0 means no limit: nothing to write")
     apply(resources, cgroup, tracer)
 
 

@@ -158,6 +158,9 @@ def cmd_rm(argv: list[str], g: oci.Globals) -> int:
 
 def cmd_exec(argv: list[str], g: oci.Globals) -> int:
     """docker's ``exec [-i] [-t] [-e K=V] [-w DIR] [-u UID] NAME CMD...``."""
+    if any(a.partition("=")[0] in ("--process", "--pid-file", "--console-socket")
+           for a in argv):
+        return oci.cmd_exec(g, argv)  # the OCI form: podman's conmon, containerd's shim
     oci_args: list[str] = []
     i = 0
     while i < len(argv) and argv[i].startswith("-"):

@@ -49,6 +49,20 @@ def flag_names(flags: int) -> str:
     return "|".join(names) if names else "0"
 
 
+#: Namespaces a config may name by ``path`` (podman passes the network
+#: namespace it set up).  The container's PID 1 joins them with setns() as
+#: its first step.  Not pid (setns into a PID namespace only moves children,
+#: and our init must be PID 1 of its own), not mount (we build the mount
+#: tree ourselves), not user (the maps are ours to write).
+JOINABLE = ("network", "ipc", "uts")
+
+
+def joined(namespaces: list[dict]) -> list[tuple[int, str]]:
+    """(clone flag, path) of each namespace the spec joins by path."""
+    return [(BY_OCI_TYPE[ns["type"]][0], ns["path"]) for ns in namespaces
+            if ns.get("path") and ns["type"] in JOINABLE]
+
+
 def clone_flags(namespaces: list[dict]) -> tuple[int, int]:
     """Split the spec's ``linux.namespaces`` into (flags for clone3, flags
     to unshare later in the child).
@@ -61,10 +75,13 @@ def clone_flags(namespaces: list[dict]) -> tuple[int, int]:
     at_clone = later = 0
     for ns in namespaces:
         if ns.get("path"):
+            if ns["type"] in JOINABLE:
+                continue  # joined with setns() instead: see joined()
             from .errors import PycontainError
 
             raise PycontainError(
-                f"joining an existing {ns['type']} namespace ({ns['path']}) is not supported yet"
+                f"joining an existing {ns['type']} namespace ({ns['path']}) is not supported: "
+                f"pycontain joins only {', '.join(JOINABLE)} namespaces by path"
             )
         flag = BY_OCI_TYPE[ns["type"]][0]
         if flag == CLONE_NEWCGROUP:

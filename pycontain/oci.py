@@ -23,7 +23,6 @@ writes the command's exit status there before it exits.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -32,6 +31,15 @@ from .errors import PycontainError, strerror
 from .state import DEFAULT_ROOT, ContainerState, owner_alive
 
 OCI_VERSION = "1.0.2"
+
+
+def _json():
+    """json, imported on demand: its import (re, enum ...) costs about 5 ms,
+    and start/kill/delete, which conmon and containerd call for every
+    container, do not need it."""
+    import json
+
+    return json
 
 
 class Globals:
@@ -82,7 +90,7 @@ def log_error(g: Globals, message: str) -> None:
     try:
         with open(g.log, "a") as f:
             if g.log_format == "json":
-                f.write(json.dumps({"level": "error", "msg": message,
+                f.write(_json().dumps({"level": "error", "msg": message,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                           time.gmtime())}) + "\n")
             else:
@@ -103,13 +111,14 @@ def _state(g: Globals, cid: str, must_exist: bool = True) -> ContainerState:
 
 
 def _load(st: ContainerState) -> dict:
-    return json.loads(st.read("state.json") or "{}")
+    return _json().loads(st.read("state.json") or "{}")
 
 
 def status_of(st: ContainerState) -> tuple[str, int]:
     """(created|running|paused|stopped, pid) from what the host can see."""
-    info = _load(st)
-    pid = int(info.get("pid", 0))
+    # The plain "pid" file: no JSON to parse on this hot path.
+    pid_text = (st.read("pid") or "").strip()
+    pid = int(pid_text) if pid_text.isdigit() else 0
     owner = (st.read("owner") or "").strip()
     if not pid or not owner_alive(owner):
         return "stopped", 0
@@ -190,7 +199,7 @@ def load_bundle(bundle: str) -> dict:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path) as f:
-            spec = json.load(f)
+            spec = _json().load(f)
     except FileNotFoundError:
         raise PycontainError(f"{path}: no such file (is --bundle right?)") from None
     except (OSError, ValueError) as e:
@@ -203,11 +212,44 @@ def load_bundle(bundle: str) -> dict:
     if not os.path.isdir(root):
         raise PycontainError(f"root.path {root}: no such directory")
     spec.setdefault("mounts", [])
+    for m in spec["mounts"]:
+        if m.get("type") == "cgroup":
+            # Podman asks for a v1 "cgroup" mount when it takes a hybrid host
+            # for cgroup v1.  pycontain's containers live in cgroup v2 only,
+            # so they get the v2 hierarchy, with the options asked for.
+            from .cgroups import find_v2_mount
+
+            if not find_v2_mount():
+                raise PycontainError(f"mount of type 'cgroup' on {m.get('destination')}: "
+                                     "pycontain needs a cgroup v2 hierarchy on the host")
+            m["type"] = "cgroup2"
+        if "tmpcopyup" in m.get("options", []):
+            _tmpcopyup(root, m)
     spec.setdefault("linux", {}).setdefault("namespaces", [])
     spec["linux"].setdefault("resources", {})
     spec.setdefault("annotations", {})
     spec["process"].setdefault("env", [])
     return spec
+
+
+def _tmpcopyup(root: str, m: dict) -> None:
+    """crun's and runc's ``tmpcopyup`` (podman asks for it on the tmpfs it
+    puts over /tmp, /var/tmp and /run with --read-only): fill the new tmpfs
+    with what the image has there.  pycontain does not copy; over an empty
+    or missing directory there is nothing to copy, so the option is met."""
+    from .paths import resolve_in_root
+
+    where = resolve_in_root(root, m.get("destination", "/"))
+    try:
+        empty = not os.listdir(where)
+    except FileNotFoundError:
+        empty = True
+    except OSError:
+        empty = False
+    if not empty:
+        raise PycontainError(f"mount option 'tmpcopyup' on {m.get('destination')}: the image "
+                             "has files there, and pycontain cannot copy them into the tmpfs")
+    m["options"] = [o for o in m["options"] if o != "tmpcopyup"]
 
 
 def cmd_spec(g: Globals, argv: list[str]) -> int:
@@ -226,7 +268,7 @@ def cmd_spec(g: Globals, argv: list[str]) -> int:
     apply_defaults(spec, privileged=False, caps=[f"CAP_{c}" for c in DOCKER_DEFAULT],
                    no_new_privs=True, seccomp=True)
     with open(path, "w") as f:
-        json.dump(spec, f, indent=2)
+        _json().dump(spec, f, indent=2)
         f.write("\n")
     return 0
 
@@ -253,6 +295,10 @@ def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
     # in once the container exists.
     tmp = os.path.join(g.root, f".fifo-{cid}-{os.getpid()}")
     os.mkfifo(tmp, 0o600)
+    # The command opens it as the container's user, after dropping its
+    # capabilities (runc uses 0622 too).  Only the O_PATH fd it inherited
+    # reaches it: the state directory is root's alone.
+    os.chmod(tmp, 0o622)
     fifo_fd = os.open(tmp, os.O_PATH | os.O_CLOEXEC)
     ro.exec_fifo = fifo_fd
     saved: list[int] = []
@@ -282,8 +328,8 @@ def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rootfs": spec["root"]["path"]}
     st.write("oci", "1")
-    st.write("config.json", json.dumps(spec))
-    st.write("state.json", json.dumps(info))
+    st.write("config.json", _json().dumps(spec))
+    st.write("state.json", _json().dumps(info))
     if pid_file:
         tmp_pid = pid_file + ".tmp"
         with open(tmp_pid, "w") as f:
@@ -342,16 +388,15 @@ def cmd_state(g: Globals, argv: list[str]) -> int:
     _, rest = _take(argv, {})
     if len(rest) != 1:
         raise PycontainError("usage: pycontain state ID")
-    print(json.dumps(state_json(_state(g, rest[0])), indent=2))
+    print(_json().dumps(state_json(_state(g, rest[0])), indent=2))
     return 0
 
 
 def parse_signal(text: str) -> int:
-    import signal
-
     t = text.upper()
     if t.isdigit():
         return int(t)
+    import signal  # only for names: it imports enum
     if not t.startswith("SIG"):
         t = "SIG" + t
     try:
@@ -482,12 +527,12 @@ def cmd_exec(g: Globals, argv: list[str]) -> int:
     status, pid = status_of(st)
     if status not in ("running", "created"):
         raise PycontainError(f"cannot exec in container {st.id}: it is {status}")
-    config = json.loads(st.read("config.json") or "{}")
+    config = _json().loads(st.read("config.json") or "{}")
     process = dict(config.get("process", {}))
     proc_file = _one(opts, "--process", "-p")
     if proc_file:
         with open(proc_file) as f:
-            process = json.load(f)
+            process = _json().load(f)
     elif len(rest) > 1:
         process["args"] = rest[1:]
     else:
@@ -522,7 +567,7 @@ def cmd_list(g: Globals, argv: list[str]) -> int:
     if opts.get("--quiet") or opts.get("-q"):
         print("\n".join(r["id"] for r in rows))
     elif fmt == "json":
-        print(json.dumps(rows))
+        print(_json().dumps(rows))
     else:
         print(f"{'ID':<20} {'PID':<8} {'STATUS':<8} {'BUNDLE':<40} CREATED")
         for r in rows:
@@ -538,7 +583,7 @@ def cmd_ps(g: Globals, argv: list[str]) -> int:
     st = _state(g, rest[0])
     pids = _cgroup_pids(st)
     if (_one(opts, "--format", "-f") or "table") == "json":
-        print(json.dumps(pids))
+        print(_json().dumps(pids))
         return 0
     print(f"{'PID':<8} CMD")
     for pid in pids:

@@ -91,9 +91,144 @@ def seccomp_steps(spec: dict) -> list[p.Step]:
         return []
     from . import seccomp
 
+    if "profile" not in conf:  # a full OCI profile, e.g. podman's or containerd's
+        rules, default_errno = oci_seccomp_rules(conf)
+        prog = seccomp.compile_filter(rules, default_errno)
+        default = "allowed" if not default_errno else f"fail with errno {default_errno}"
+        return [p.Step(p.SECCOMP, a=prog, dev=len(prog),
+                       why=f"config.json's profile: {len(rules)} rules, other calls {default}")]
     caps = {c.removeprefix("CAP_") for c in spec["process"]["capabilities"]["effective"]}
     rules = seccomp.default_rules(caps)
     prog = seccomp.compile_filter(rules)
     return [p.Step(p.SECCOMP, a=prog, dev=len(prog),
                    why=f"pycontain's default profile: {len(rules)} rules, denied calls "
                        "fail with EPERM")]
+
+
+# --- OCI seccomp profiles -------------------------------------------------
+
+#: What pc_seccomp_compile filters on each machine: the native ABI and the
+#: compat ABIs it can run, all with the same rules (csrc/seccomp.c).
+_SECCOMP_ARCHES = {
+    "x86_64": {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+    "aarch64": {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"},
+    "s390x": {"SCMP_ARCH_S390X", "SCMP_ARCH_S390"},
+}
+
+_SECCOMP_OPS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
+                "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+
+
+def _seccomp_errno(action: str, errno_ret: int | None, where: str) -> int:
+    """pycontain's model has two outcomes: allow (0) or fail with an errno."""
+    from .errors import PycontainError
+
+    if action == "SCMP_ACT_ALLOW":
+        return 0
+    if action == "SCMP_ACT_ERRNO":
+        if errno_ret is None:
+            return 1  # EPERM, what runc and crun use when errnoRet is absent
+        if not 0 < int(errno_ret) < 4096:
+            raise PycontainError(f"config.json: {where}: errnoRet {errno_ret} is not a "
+                                 "valid errno")
+        return int(errno_ret)
+    raise PycontainError(f"config.json: {where}: seccomp action {action!r} is not supported "
+                         "by pycontain (only SCMP_ACT_ALLOW and SCMP_ACT_ERRNO)")
+
+
+def oci_seccomp_rules(conf: dict) -> tuple[list, int]:
+    """(rules, default errno) for a runtime-spec ``linux.seccomp`` profile.
+
+    Every field is either honoured or refused by name: a profile whose
+    actions kill, trap, log or notify, or that names architectures other
+    than the ones the compiler filters, would not mean what it says."""
+    import os
+
+    from . import seccomp
+    from .errors import PycontainError
+
+    for key in conf:
+        if key not in ("defaultAction", "defaultErrnoRet", "architectures", "syscalls",
+                       "flags"):
+            raise PycontainError(f"config.json: field 'linux.seccomp.{key}' is not "
+                                 "supported by pycontain")
+    if conf.get("flags"):
+        raise PycontainError(f"config.json: linux.seccomp.flags {conf['flags']!r} are not "
+                             "supported by pycontain")
+    default_errno = _seccomp_errno(conf.get("defaultAction", ""), conf.get("defaultErrnoRet"),
+                                   "linux.seccomp.defaultAction")
+    machine = os.uname().machine
+    ours = _SECCOMP_ARCHES.get(machine, set())
+    given = set(conf.get("architectures") or [])
+    if given != ours:
+        # A listed ABI we would not filter, or an unlisted one we would
+        # filter with the same rules instead of killing: either way the
+        # profile would not mean what it says.
+        raise PycontainError(
+            f"config.json: linux.seccomp.architectures {sorted(given)}: pycontain filters "
+            f"exactly {sorted(ours) or 'nothing'} on {machine}, with the same rules")
+    rules: list[seccomp.Rule] = []
+    for i, entry in enumerate(conf.get("syscalls") or []):
+        where = f"linux.seccomp.syscalls[{i}]"
+        for key in entry:
+            if key not in ("names", "action", "errnoRet", "args"):
+                raise PycontainError(f"config.json: field '{where}.{key}' is not supported "
+                                     "by pycontain")
+        errno = _seccomp_errno(entry.get("action", ""), entry.get("errnoRet"), where)
+        args = []
+        for a in entry.get("args") or []:
+            op = _SECCOMP_OPS.get(a.get("op", ""))
+            if op is None:
+                raise PycontainError(f"config.json: {where}: unknown comparison "
+                                     f"{a.get('op')!r}")
+            args.append(seccomp.Arg(int(a["index"]), op, int(a.get("value", 0)),
+                                    int(a.get("valueTwo", 0))))
+        for name in entry.get("names") or []:
+            try:
+                rules.append(seccomp.Rule(name, errno, tuple(args)))
+            except ValueError as e:
+                raise PycontainError(f"config.json: {where}: {e}") from None
+    return rules, default_errno
+
+
+#: Sysctls that belong to the IPC namespace (besides fs.mqueue.*).
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def _sysctl_namespace(key: str) -> str | None:
+    """The namespace a sysctl belongs to, or None when it is host-wide."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    if key.startswith("net."):
+        return "network"
+    return None
+
+
+def sysctl_steps(spec: dict) -> list[p.Step]:
+    """``linux.sysctl``: written under the container's own /proc/sys, after
+    /proc is mounted and before /proc/sys is made read-only.
+
+    Only namespaced sysctls are allowed: any other one is the host's, and
+    writing it from a container would change it for everyone."""
+    from .errors import PycontainError
+    from .spec import has_namespace
+
+    root = spec["root"]["path"]
+    steps = []
+    for key, value in (spec["linux"].get("sysctl") or {}).items():
+        ns = _sysctl_namespace(key)
+        if ns is None:
+            raise PycontainError(f"config.json: linux.sysctl {key!r} is not namespaced: "
+                                 "setting it in a container would change it for the host")
+        if not has_namespace(spec, ns):
+            raise PycontainError(f"config.json: linux.sysctl {key!r} needs the container's "
+                                 f"own {ns} namespace, and it shares the host's")
+        parts = key.split(".")
+        if any(part in ("", "..") for part in parts):
+            raise PycontainError(f"config.json: linux.sysctl {key!r} is not a sysctl name")
+        path = resolve_in_root(root, "/proc/sys/" + "/".join(parts))
+        steps.append(p.Step(p.WRITE_FILE, a=str(value), b=path, why=f"sysctl {key}={value}"))
+    return steps

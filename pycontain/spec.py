@@ -110,6 +110,8 @@ SUPPORTED = {
     "hostname", "mounts", "linux", "linux.namespaces", "linux.resources",
     "linux.uidMappings", "linux.gidMappings", "linux.cgroupsPath", "linux.maskedPaths",
     "linux.readonlyPaths", "linux.seccomp", "annotations",
+    # container.py and security.py: podman's and containerd's configs have them.
+    "process.user.umask", "process.rlimits", "process.oomScoreAdj", "linux.sysctl",
 }
 
 
@@ -122,9 +124,47 @@ def validate(spec: dict) -> None:
             if path not in SUPPORTED:
                 raise PycontainError(f"config.json: field {path!r} is not supported by pycontain")
             if isinstance(value, dict) and path not in ("annotations", "linux.resources",
-                                                         "linux.seccomp"):
+                                                         "linux.seccomp", "linux.sysctl"):
                 walk(value, path)
 
     walk(spec, "")
+    _check_devices(spec.get("linux", {}).get("resources", {}).get("devices"))
     if not spec.get("process", {}).get("args"):
         raise PycontainError("config.json: process.args is empty: nothing to run")
+
+
+#: (major, minor) of the devices a pycontain container can open: the host
+#: nodes bound into its /dev (null, zero, full, random, urandom, tty), its
+#: own devpts instance (ptmx, and the ptys, any minor: None), and the
+#: console, which runc and containerd allow by default (pycontain makes no
+#: /dev/console node, and a node made with mknod is unusable: nodev).
+DEFAULT_DEVICE_NUMBERS = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2),
+                          (136, None)}
+
+
+def _check_devices(rules: list[dict] | None) -> None:
+    """``linux.resources.devices``: "deny everything", then allow rules for
+    the default devices only.
+
+    That is what pycontain's design already enforces without a device
+    cgroup (cgroup v2 has only an eBPF hook for it, which pycontain does not
+    install): every mount is nodev, and the default nodes (/dev/null and
+    friends) are binds of the host's, so a node created in the container
+    cannot be opened.  Any other allow rule would need that eBPF program; so
+    would a deny rule for one device, since the default nodes stay usable.
+    Both are refused rather than ignored (podman sends the deny-all rule,
+    containerd adds allow rules for exactly the default devices)."""
+    for rule in rules or []:
+        wildcard = (rule.get("type", "a") == "a" and rule.get("major", -1) in (-1, None)
+                    and rule.get("minor", -1) in (-1, None))
+        if not rule.get("allow") and wildcard and set(rule.get("access", "rwm")) == set("rwm"):
+            continue
+        minor = rule.get("minor")
+        number = (rule.get("major"), None if minor in (-1, None) else minor)
+        if rule.get("allow") and rule.get("type") == "c" and number in DEFAULT_DEVICE_NUMBERS:
+            continue
+        what = (f"{'allow' if rule.get('allow') else 'deny'} {rule.get('type', 'a')} "
+                f"{rule.get('major', '*')}:{rule.get('minor', '*')} {rule.get('access', 'rwm')}")
+        raise PycontainError(
+            f"config.json: linux.resources.devices rule '{what}' is not supported: pycontain "
+            "only denies all devices (nodev mounts) beside its default /dev nodes")

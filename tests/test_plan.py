@@ -16,7 +16,7 @@ def test_op_numbers_match_the_c_shim():
                  "PIVOT_ROOT", "MOVE_ROOT", "UNSHARE", "LOOPBACK_UP", "WRITE_FILE", "CHDIR",
                  "SETGROUPS", "SETGID", "SETUID", "UMOUNT", "SETSID_CTTY", "NO_NEW_PRIVS",
                  "CONSOLE", "MASK", "READONLY", "CAPBSET", "CAPSET", "SECCOMP",
-                 "WAIT_START", "SETNS"):
+                 "WAIT_START", "SETNS", "ATTACH_TREE", "UMASK"):
         assert getattr(p, name) == getattr(lib, f"PC_OP_{name}"), name
 
 
