@@ -42,6 +42,7 @@ class RunOptions:
     """How to run, as opposed to what to run (that is the spec)."""
 
     __slots__ = (
+        "bundle",
         "console_socket",
         "container_id",
         "detach",
@@ -75,6 +76,7 @@ class RunOptions:
         # OCI create (oci.py): a given id, and a container that outlives us,
         # blocked before execve on the exec FIFO until `start`.
         self.container_id: str | None = None
+        self.bundle = ""                   # OCI: the bundle, for state and hooks
         self.detach = False
         self.exec_fifo = -1                # O_PATH fd of the FIFO, inherited
         self.console_socket: str | None = None  # OCI --console-socket path
@@ -536,6 +538,17 @@ def run(spec: dict, opts: RunOptions) -> int:
             tree_socks[0].close()
         if net is not None:
             net.connect(pid, tracer)  # veth into the netns while init waits
+        if spec.get("hooks"):
+            # The namespaces exist, the init waits: the runtime's hooks,
+            # then createContainer in the container's mount namespace.
+            from . import hooks
+
+            hook_state = {"ociVersion": spec.get("ociVersion", "1.0.2"), "id": cid,
+                          "status": "creating", "pid": pid, "bundle": opts.bundle,
+                          "annotations": spec.get("annotations", {})}
+            for kind in ("prestart", "createRuntime", "createContainer"):
+                hooks.run(spec, kind, hook_state, pid=pid)
+                tracer.emit("hooks", f"{kind}: {len(spec['hooks'].get(kind) or [])} run")
         forwarder.attach(pid)
         spawned.release()
         master = -1

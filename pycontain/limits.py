@@ -140,6 +140,38 @@ def shares_to_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
+#: The linux.resources fields pycontain turns into cgroup v2 writes.
+#: ``devices`` is checked by spec.validate (pycontain enforces it with nodev).
+KNOWN_RESOURCES: dict[str, set[str] | None] = {
+    "memory": {"limit", "swap", "reservation"},
+    "cpu": {"quota", "period", "shares", "cpus", "mems"},
+    "pids": {"limit"},
+    "blockIO": {"throttleReadBpsDevice", "throttleWriteBpsDevice"},
+    "unified": None,
+    "devices": None,
+}
+
+
+def _empty(value: object) -> bool:
+    return value is None or value == [] or value == {}
+
+
+def check_fields(res: dict) -> None:
+    """Refuse, by name, any resource pycontain would otherwise not apply."""
+    for key, value in res.items():
+        if _empty(value):
+            continue
+        if key not in KNOWN_RESOURCES:
+            raise PycontainError(f"linux.resources.{key} is not supported by pycontain")
+        allowed = KNOWN_RESOURCES[key]
+        if allowed is None or not isinstance(value, dict):
+            continue
+        for sub, v in value.items():
+            if sub not in allowed and not _empty(v):
+                raise PycontainError(
+                    f"linux.resources.{key}.{sub} is not supported by pycontain")
+
+
 def cgroup_writes(res: dict) -> list[tuple[str, str, str]]:
     """``(controller, file, value)`` for each write, in a safe order.
 
@@ -199,6 +231,7 @@ def apply(res: dict, cgroup: Cgroup, tracer: Tracer) -> None:
     container's group, then write its limits."""
     from .cgroups import available_controllers
 
+    check_fields(res)
     writes = cgroup_writes(res)
     needed = sorted({c for c, _, _ in writes})
     have = available_controllers(cgroup.mount)
@@ -210,6 +243,8 @@ def apply(res: dict, cgroup: Cgroup, tracer: Tracer) -> None:
                    else "the kernel does not offer it")
             flag = next((f"--{k.replace('_', '-')}" for k, c in _FLAG_CONTROLLER.items()
                          if c == controller), controller)
+            oci = {"cpuset": "cpu.cpus", "io": "blockIO"}.get(controller, controller)
+            flag = f"{flag} (linux.resources.{oci})"
             raise PycontainError(
                 f"{flag} needs the cgroup v2 '{controller}' controller, which is not "
                 f"available in {cgroup.mount}: {why}")

@@ -287,6 +287,7 @@ def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
     ro.state_root = g.root
     ro.container_id = cid
     ro.detach = True
+    ro.bundle = bundle
     ro.interactive = interactive  # OCI: the caller's stdin is the container's
     ro.no_pivot = no_pivot
     ro.console_socket = console_socket
@@ -329,6 +330,8 @@ def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
             "rootfs": spec["root"]["path"]}
     st.write("oci", "1")
     st.write("config.json", _json().dumps(spec))
+    if spec.get("hooks"):
+        st.write("hooks", "1")  # start and delete look for hooks only then
     st.write("state.json", _json().dumps(info))
     if pid_file:
         tmp_pid = pid_file + ".tmp"
@@ -361,10 +364,20 @@ def cmd_create(g: Globals, argv: list[str]) -> int:
     return 0
 
 
+def _config(st: ContainerState) -> dict:
+    text = st.read("config.json")
+    return _json().loads(text) if text else {}
+
+
 def start(st: ContainerState) -> None:
-    status, _ = status_of(st)
+    status, pid = status_of(st)
     if status != "created":
         raise PycontainError(f"cannot start container {st.id}: it is {status}, not created")
+    config = _config(st) if os.path.exists(os.path.join(st.dir, "hooks")) else {}
+    if config.get("hooks"):
+        from . import hooks
+
+        hooks.run(config, "startContainer", state_json(st), pid=pid)
     fifo = os.path.join(st.dir, "exec.fifo")
     # The command is blocked opening the FIFO for writing; our open for
     # reading completes the rendezvous and it goes on to execve.
@@ -374,6 +387,8 @@ def start(st: ContainerState) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
+    if config.get("hooks"):
+        hooks.run(config, "poststart", state_json(st), pid=pid)
 
 
 def cmd_start(g: Globals, argv: list[str]) -> int:
@@ -446,7 +461,14 @@ def destroy(st: ContainerState) -> None:
         from . import binfmt
 
         binfmt.prune()
+    config = _config(st) if os.path.exists(os.path.join(st.dir, "hooks")) else {}
+    state = state_json(st) if config.get("hooks") else {}
     st.remove()
+    if config.get("hooks"):
+        from . import hooks
+
+        state["status"] = "stopped"
+        hooks.run(config, "poststop", state)
 
 
 def cmd_delete(g: Globals, argv: list[str]) -> int:
@@ -500,8 +522,12 @@ def cmd_run(g: Globals, argv: list[str]) -> int:
     # the bundle's config and the given id, cleaned up at exit.
     from .container import RunOptions, run
 
-    spec = load_bundle(os.path.abspath(_one(opts, "--bundle", "-b") or "."))
+    bundle = os.path.abspath(_one(opts, "--bundle", "-b") or ".")
+    spec = load_bundle(bundle)
+    if spec.get("hooks"):
+        return _run_with_hooks(g, spec, cid, bundle, opts)
     ro = RunOptions()
+    ro.bundle = bundle
     ro.state_root = g.root
     ro.container_id = cid
     ro.interactive = True
@@ -510,6 +536,27 @@ def cmd_run(g: Globals, argv: list[str]) -> int:
     if os.path.exists(_state(g, cid, must_exist=False).dir):
         raise PycontainError(f"container {cid} already exists")
     return run(spec, ro)
+
+
+def _run_with_hooks(g: Globals, spec: dict, cid: str, bundle: str, opts: dict) -> int:
+    """Foreground ``run`` of a config with hooks: create, start, wait and
+    delete, so that every hook runs at its own moment."""
+    from .container import _exit_code, _Forwarder, _wait
+
+    forwarder = _Forwarder()
+    try:
+        pid, st = create_container(g, spec, cid, bundle=bundle,
+                                   console_socket=_one(opts, "--console-socket"),
+                                   no_pivot=bool(opts.get("--no-pivot")))
+        forwarder.attach(pid)
+        try:
+            start(st)
+            code = _exit_code(_wait(pid))  # we cloned it: it is our child
+        finally:
+            destroy(st)
+        return code
+    finally:
+        forwarder.restore()
 
 
 def cmd_exec(g: Globals, argv: list[str]) -> int:

@@ -112,6 +112,9 @@ SUPPORTED = {
     "linux.readonlyPaths", "linux.seccomp", "annotations",
     # container.py and security.py: podman's and containerd's configs have them.
     "process.user.umask", "process.rlimits", "process.oomScoreAdj", "linux.sysctl",
+    # hooks.py
+    "hooks", "hooks.prestart", "hooks.createRuntime", "hooks.createContainer",
+    "hooks.startContainer", "hooks.poststart", "hooks.poststop",
 }
 
 
@@ -129,6 +132,10 @@ def validate(spec: dict) -> None:
 
     walk(spec, "")
     _check_devices(spec.get("linux", {}).get("resources", {}).get("devices"))
+    if spec.get("hooks"):
+        from .hooks import validate as validate_hooks
+
+        validate_hooks(spec["hooks"])
     if not spec.get("process", {}).get("args"):
         raise PycontainError("config.json: process.args is empty: nothing to run")
 
