@@ -163,33 +163,8 @@ def build_plan(spec: dict, opts: RunOptions, *, etc_files: dict[str, str],
     if cwd != "/":
         plan.process.append(p.Step(p.MKDIR, b=cwd, mode=0o755, why="docker creates -w"))
     plan.process.append(p.Step(p.CHDIR, b=cwd))
-    umask = process.get("user", {}).get("umask")
-    if umask is not None:
-        plan.process.append(p.Step(p.UMASK, mode=int(umask) & 0o777))
-    caps_before, caps_after = security.capability_steps(spec)
-    plan.process += caps_before
-    filter_steps = security.seccomp_steps(spec)
-    if not process.get("noNewPrivileges"):
-        # Without no_new_privs the kernel only lets a process holding
-        # CAP_SYS_ADMIN install a filter: load it now, before the uid and
-        # capability switch take that away (what follows is all allowed).
-        plan.process += filter_steps
-        filter_steps = []
-    user = process.get("user", {})
-    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-    groups = [int(g) for g in user.get("additionalGids", [])]
-    if uid or gid or groups:
-        plan.process.append(p.Step(p.SETGROUPS, a=",".join(map(str, groups)),
-                                   mode=len(groups)))
-        plan.process.append(p.Step(p.SETGID, mode=gid))
-        plan.process.append(p.Step(p.SETUID, mode=uid))
-    plan.process += caps_after
-    if process.get("noNewPrivileges"):
-        plan.process.append(p.Step(p.NO_NEW_PRIVS))
-    if opts.exec_fifo >= 0:
-        plan.process.append(p.Step(p.WAIT_START, mode=opts.exec_fifo))
-    # Last: from here on, every syscall (execve included) meets the filter.
-    plan.process += filter_steps
+    wait = [p.Step(p.WAIT_START, mode=opts.exec_fifo)] if opts.exec_fifo >= 0 else []
+    plan.process += security.process_steps(spec, wait_start=wait)
 
     plan.argv = list(process["args"])
     plan.file = plan.argv[0]

@@ -75,28 +75,7 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
             plan.process.append(p.Step(p.CONSOLE, mode=console_child,
                                        flags=0 if console_socket else 1))
         plan.process.append(p.Step(p.CHDIR, b=process.get("cwd") or "/"))
-        umask = process.get("user", {}).get("umask")
-        if umask is not None:
-            plan.process.append(p.Step(p.UMASK, mode=int(umask) & 0o777))
-        before, after = security.capability_steps(spec)
-        plan.process += before
-        filter_steps = security.seccomp_steps(spec)
-        if not process.get("noNewPrivileges"):
-            # As in container.build_plan: without no_new_privs only a process
-            # holding CAP_SYS_ADMIN may load a filter, so load it before the
-            # uid and capability switch.
-            plan.process += filter_steps
-            filter_steps = []
-        user = process.get("user", {})
-        uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
-        groups = [int(g) for g in user.get("additionalGids", [])]
-        if uid or gid or groups:
-            plan.process += [p.Step(p.SETGROUPS, a=",".join(map(str, groups)), mode=len(groups)),
-                             p.Step(p.SETGID, mode=gid), p.Step(p.SETUID, mode=uid)]
-        plan.process += after
-        if process.get("noNewPrivileges"):
-            plan.process.append(p.Step(p.NO_NEW_PRIVS))
-        plan.process += filter_steps
+        plan.process += security.process_steps(spec)
         plan.argv = list(process["args"])
         plan.file = plan.argv[0]
         plan.env = list(process.get("env", []))

@@ -232,3 +232,39 @@ def sysctl_steps(spec: dict) -> list[p.Step]:
         path = resolve_in_root(root, "/proc/sys/" + "/".join(parts))
         steps.append(p.Step(p.WRITE_FILE, a=str(value), b=path, why=f"sysctl {key}={value}"))
     return steps
+
+
+def process_steps(spec: dict, *, wait_start: list[p.Step] | None = None) -> list[p.Step]:
+    """The command's identity and privileges, in the order the kernel needs,
+    for the container's command and for ``exec`` alike.
+
+    Bounding set first (it needs CAP_SETPCAP), then the uid/gid switch (with
+    KEEPCAPS), then capset, no_new_privs, and the seccomp filter last, so
+    every syscall from there on (execve included) meets it.  Without
+    no_new_privs the kernel only lets a process holding CAP_SYS_ADMIN
+    install a filter: then it is loaded right after the bounding set, while
+    we still hold it (what follows is all allowed by the filter).
+    ``wait_start`` (the exec FIFO of a created container) goes just before
+    the filter."""
+    process = spec["process"]
+    steps: list[p.Step] = []
+    umask = process.get("user", {}).get("umask")
+    if umask is not None:
+        steps.append(p.Step(p.UMASK, mode=int(umask) & 0o777))
+    before, after = capability_steps(spec)
+    steps += before
+    filter_steps = seccomp_steps(spec)
+    if not process.get("noNewPrivileges"):
+        steps += filter_steps
+        filter_steps = []
+    user = process.get("user", {})
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    groups = [int(g) for g in user.get("additionalGids", [])]
+    if uid or gid or groups:
+        steps += [p.Step(p.SETGROUPS, a=",".join(map(str, groups)), mode=len(groups)),
+                  p.Step(p.SETGID, mode=gid), p.Step(p.SETUID, mode=uid)]
+    steps += after
+    if process.get("noNewPrivileges"):
+        steps.append(p.Step(p.NO_NEW_PRIVS))
+    steps += wait_start or []
+    return steps + filter_steps
