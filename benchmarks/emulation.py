@@ -32,20 +32,13 @@ import sys
 import time
 from pathlib import Path
 
+# Python puts this script's directory first on sys.path: share startup.py's.
+from startup import host_arch
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PYCONTAIN = REPO / ".venv" / "bin" / "pycontain"
 QEMU = "/usr/bin/qemu-aarch64-static"
 TUNINGS = ("cortex-a57", "max,pauth-impdef=on")
-
-
-def host_arch() -> str:
-    try:
-        out = subprocess.run(
-            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "amd64"
 
 
 def ensure_rootfs(path: Path | None, arch: str) -> Path:
