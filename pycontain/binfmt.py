@@ -437,6 +437,8 @@ def _start_time(pid: int) -> str | None:
         return None
     # comm (field 2) may contain spaces and ')': split after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
+    if fields and fields[0] == b"Z":
+        return None  # exited, not yet reaped: it holds nothing any more
     return fields[19].decode() if len(fields) > 19 else None
 
 

@@ -345,7 +345,7 @@ def cmd_run(argv: list[str]) -> int:
             _set_user(spec, opts["user"], explicit_env=opts.get("env", []))
         from .lifecycle import run_detached
 
-        return run_detached(spec, opts.get("name"), _GLOBALS)
+        return run_detached(spec, opts.get("name"), _GLOBALS, run_opts)
     if run_opts.name:
         # The name is the container's id: unique, and what ps/exec/stop take.
         from .lifecycle import check_name

@@ -562,7 +562,8 @@ def run(spec: dict, opts: RunOptions) -> int:
             if lease is not None:
                 lease.hand_over(pid)  # the range is the init's until it dies
             if emulation is not None:
-                st.write("emulation", emulation.target)
+                st.write("emulation", f"{emulation.mode}:{emulation.target}")
+                emulation.hand_over(pid)
             keep = True
             return 0
 

@@ -51,7 +51,7 @@ IDENTITY_MAP = [{"containerID": 0, "hostID": 0, "size": 4294967295}]
 class Emulation:
     """What running a foreign entrypoint adds to a container start."""
 
-    __slots__ = ("_release", "mode", "notes", "qemu", "setup_steps", "target")
+    __slots__ = ("_held", "_release", "mode", "notes", "qemu", "setup_steps", "target")
 
     def __init__(self) -> None:
         self.notes: list[str] = []
@@ -59,6 +59,19 @@ class Emulation:
         self.mode = ""
         self.target = ""
         self.qemu = ""
+        self._release = None
+        self._held: list = []  # host mode: (target, qemu) entries we hold
+
+    def hand_over(self, pid: int) -> None:
+        """Host mode, detached container: the container's init becomes the
+        holder of our binfmt_misc entries (pycontain is about to exit), so
+        they live as long as it does; `delete` prunes them after."""
+        from . import binfmt
+
+        for target, qemu in self._held:
+            binfmt.acquire(target, qemu, pid)
+            binfmt.release(target)
+        self._held = []
         self._release = None
 
     def release(self, tracer: Tracer) -> None:
@@ -207,6 +220,7 @@ def _host(emu: Emulation, targets: dict, binfmt, tracer: Tracer) -> None:
         for name, (target, qemu) in targets.items():
             held = binfmt.acquire(target, qemu)
             acquired.append(target)
+            emu._held.append((target, qemu))
             tracer.emit("binfmt", f"host binfmt_misc: {held}")
             emu.notes.append(f"emulation: host: {name} binaries run through {qemu}, "
                              "via the host's binfmt_misc table (reference-counted, "

@@ -20,6 +20,10 @@ from . import oci
 from .errors import PycontainError
 from .state import ContainerState, list_ids
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .container import RunOptions
+
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 
 
@@ -37,10 +41,16 @@ def check_name(name: str, g: oci.Globals | None = None) -> str:
     return name
 
 
-def run_detached(spec: dict, name: str | None, g: oci.Globals | None = None) -> int:
+def run_detached(spec: dict, name: str | None, g: oci.Globals | None = None,
+                 run_opts: RunOptions | None = None) -> int:
     """``run -d``: print the id, leave the container running."""
     from .container import new_id
 
+    if run_opts is not None and run_opts.net is not None:
+        # Its port proxy and lease belong to the pycontain process that
+        # made them, and `run -d` does not stay around.
+        raise PycontainError("--network bridge with -d is not supported yet: "
+                             "run it in the foreground (or use --network none|host)")
     g = g or oci.Globals()
     cid = check_name(name, g) if name else new_id()
     os.makedirs(os.path.join(g.root, "logs"), mode=0o700, exist_ok=True)
@@ -48,7 +58,8 @@ def run_detached(spec: dict, name: str | None, g: oci.Globals | None = None) -> 
     if os.path.exists(log):
         os.unlink(log)
     try:
-        _, st = oci.create_container(g, spec, cid, bundle="", interactive=False, log_path=log)
+        _, st = oci.create_container(g, spec, cid, bundle="", interactive=False, log_path=log,
+                                     base=run_opts, no_pivot=bool(run_opts and run_opts.no_pivot))
     except BaseException:
         if os.path.exists(log):
             os.unlink(log)

@@ -32,6 +32,10 @@ from .state import DEFAULT_ROOT, ContainerState, owner_alive
 
 OCI_VERSION = "1.0.2"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .container import RunOptions
+
 
 def _json():
     """json, imported on demand: its import (re, enum ...) costs about 5 ms,
@@ -276,14 +280,18 @@ def cmd_spec(g: Globals, argv: list[str]) -> int:
 def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
                      pid_file: str | None = None, console_socket: str | None = None,
                      no_pivot: bool = False, interactive: bool = True,
-                     log_path: str | None = None) -> tuple[int, ContainerState]:
-    """Build a container and leave its command blocked before execve."""
+                     log_path: str | None = None,
+                     base: RunOptions | None = None) -> tuple[int, ContainerState]:
+    """Build a container and leave its command blocked before execve.
+
+    ``base`` carries the caller's run options (``run -d``: emulation mode,
+    QEMU directory, trace ...); the OCI specifics are set on top."""
     from .container import RunOptions, run
 
     st = _state(g, cid, must_exist=False)
     if os.path.exists(st.dir):
         raise PycontainError(f"container {cid} already exists")
-    ro = RunOptions()
+    ro = base or RunOptions()
     ro.state_root = g.root
     ro.container_id = cid
     ro.detach = True

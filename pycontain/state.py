@@ -28,7 +28,10 @@ def _start_time(pid: int | str) -> str | None:
     except OSError:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    return data[data.rindex(")") + 2:].split()[19]
+    fields = data[data.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None  # exited, not yet reaped by its parent: not alive
+    return fields[19]
 
 
 def owner_token(pid: int | str = "self") -> str:

@@ -206,3 +206,36 @@ def test_named_foreground_container_is_listed_and_enterable(pycontain, rootfs):
     finally:
         assert proc.wait(timeout=30) == 0
     assert leftovers() == []
+
+
+def test_detached_host_mode_emulation_leaves_no_binfmt_entry(pycontain):
+    from pchelpers import busybox_rootfs
+
+    def entries() -> list[str]:
+        d = "/proc/sys/fs/binfmt_misc"
+        return sorted(n for n in os.listdir(d) if n.startswith("pycontain-")) \
+            if os.path.exists(f"{d}/register") else []
+
+    before = entries()
+    out = pycontain.run("-d", "--name", "pc-emu-d", "--emulation", "host",
+                        busybox_rootfs("arm64"), "sleep", "1")
+    assert out.returncode == 0, out.stderr
+    try:
+        assert "pycontain-aarch64" in entries()  # held by the container's init
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ps = json.loads(pycontain("ps", "-a", "--json").stdout)
+            if any(c["id"] == "pc-emu-d" and c["status"].startswith("Exited") for c in ps):
+                break
+            time.sleep(0.05)
+    finally:
+        assert pycontain("rm", "-f", "pc-emu-d").returncode == 0
+    assert entries() == before
+    assert leftovers() == []
+
+
+def test_detached_bridge_is_refused_in_one_line(pycontain, rootfs):
+    out = pycontain.run("-d", "--network", "bridge", rootfs, "sleep", "1")
+    assert out.returncode == 125
+    assert "not supported" in one_line_error(out)
+    assert leftovers() == []
