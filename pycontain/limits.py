@@ -248,10 +248,16 @@ def apply(res: dict, cgroup: Cgroup, tracer: Tracer) -> None:
             raise PycontainError(
                 f"{flag} needs the cgroup v2 '{controller}' controller, which is not "
                 f"available in {cgroup.mount}: {why}")
-    # Delegate down the tree: <root>/cgroup.subtree_control, then ours.
-    parent = os.path.dirname(cgroup.path)
+    # Delegate down the tree: a controller is usable in a group only if
+    # every ancestor enables it in cgroup.subtree_control, from the root of
+    # the hierarchy down to our parent (a deep OCI cgroupsPath has several).
+    ancestors = []
+    directory = os.path.dirname(cgroup.path)
+    while directory.startswith(cgroup.mount) and directory != cgroup.mount:
+        ancestors.append(directory)
+        directory = os.path.dirname(directory)
     enable = " ".join(f"+{c}" for c in needed)
-    for directory in (cgroup.mount, parent):
+    for directory in [cgroup.mount, *reversed(ancestors)]:
         path = os.path.join(directory, "cgroup.subtree_control")
         try:
             with open(path) as f:

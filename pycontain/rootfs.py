@@ -35,8 +35,16 @@ _OPTION_FLAGS: dict[str, tuple[int, int]] = {
     "noatime": (p.MS_NOATIME, 0), "nodiratime": (p.MS_NODIRATIME, 0),
     "relatime": (p.MS_RELATIME, 0), "strictatime": (p.MS_STRICTATIME, 0),
     "bind": (p.MS_BIND, 0), "rbind": (p.MS_BIND | p.MS_REC, 0),
-    "private": (0, 0), "rprivate": (0, 0), "slave": (0, 0), "rslave": (0, 0),
-    "shared": (0, 0), "rshared": (0, 0), "defaults": (0, 0),
+    "defaults": (0, 0),
+}
+
+#: Propagation options: applied by a second mount(2) call once the mount
+#: exists (the kernel takes a propagation change alone, without a source).
+_PROPAGATION: dict[str, int] = {
+    "private": p.MS_PRIVATE, "rprivate": p.MS_PRIVATE | p.MS_REC,
+    "slave": p.MS_SLAVE, "rslave": p.MS_SLAVE | p.MS_REC,
+    "shared": p.MS_SHARED, "rshared": p.MS_SHARED | p.MS_REC,
+    "unbindable": 0x20000, "runbindable": 0x20000 | p.MS_REC,
 }
 
 #: The device nodes every container gets (runtime-spec "Default Devices").
@@ -55,12 +63,30 @@ def parse_options(options: list[str]) -> tuple[int, str]:
     flags = 0
     data: list[str] = []
     for opt in options:
+        if opt in _PROPAGATION:
+            continue  # see propagation()
         if opt in _OPTION_FLAGS:
             set_, clear = _OPTION_FLAGS[opt]
             flags = (flags | set_) & ~clear
         else:
             data.append(opt)  # filesystem-specific, e.g. mode=755
     return flags, ",".join(data)
+
+
+def propagation(options: list[str]) -> int:
+    """The last propagation option given (OCI: rprivate, shared ...), or 0."""
+    flags = 0
+    for opt in options:
+        flags = _PROPAGATION.get(opt, flags)
+    return flags
+
+
+def _propagation_step(target: str, options: list[str]) -> list[p.Step]:
+    flags = propagation(options)
+    # The whole tree is made rprivate first (root_steps): private is a no-op.
+    if not flags or flags & p.MS_PRIVATE:
+        return []
+    return [p.Step(p.MOUNT, a=None, b=target, flags=flags, why="mount propagation")]
 
 
 def _is_file_source(source: str) -> bool:
@@ -100,6 +126,7 @@ def mount_steps(root: str, m: dict, *, in_userns: bool, own_netns: bool = True) 
         # parts take a second, remounting call.
         steps.append(p.Step(p.MOUNT, a=source, b=target, c=None,
                             flags=flags & (p.MS_BIND | p.MS_REC), why=f"bind {dest}"))
+        steps += _propagation_step(target, m.get("options", []))
         extra = flags & (p.MS_RDONLY | p.MS_NOSUID | p.MS_NODEV | p.MS_NOEXEC)
         if extra:
             steps.append(p.Step(p.REMOUNT, b=target, flags=extra))
@@ -109,6 +136,7 @@ def mount_steps(root: str, m: dict, *, in_userns: bool, own_netns: bool = True) 
     steps.append(p.Step(p.MKDIR, b=target, mode=0o755))
     steps.append(p.Step(p.MOUNT, a=source, b=target, c=fstype, d=data or None,
                         flags=flags, why=f"{fstype} on {dest}"))
+    steps += _propagation_step(target, m.get("options", []))
     return steps
 
 

@@ -52,3 +52,15 @@ def test_parse_run_stops_at_rootfs():
     assert opts["tty"] and opts["interactive"] and opts["env"] == ["A=1"]
     assert opts["name"] == "x"
     assert rest == ["/r", "sh", "-c", "-e"]
+
+
+def test_propagation_options_become_a_second_mount_call(tmp_path):
+    spec = default_spec(str(tmp_path), ["/bin/true"])
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": str(tmp_path),
+                           "options": ["rbind", "rslave"]})
+    plan = build_plan(spec, RunOptions(), etc_files={})
+    steps = [s for s in plan.setup if s.kind == p.MOUNT and s.b == str(tmp_path / "data")]
+    assert steps[0].flags == p.MS_BIND | p.MS_REC
+    assert steps[1].flags == p.MS_SLAVE | p.MS_REC and steps[1].a is None
+    flags, data = parse_options(["rprivate", "nosuid"])
+    assert flags == p.MS_NOSUID and data == ""
