@@ -34,6 +34,7 @@ import os
 
 from .elf import host_machine, is_native, is_static_elf, read_ident
 from .errors import EXIT_RUNTIME, PycontainError
+from .state import start_time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 
@@ -428,20 +429,6 @@ def _write_once(path: str, data: bytes) -> None:
         raise OSError(0, f"short write ({n} of {len(data)} bytes)")
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time in ticks), None if no such pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm (field 2) may contain spaces and ')': split after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    if fields and fields[0] == b"Z":
-        return None  # exited, not yet reaped: it holds nothing any more
-    return fields[19].decode() if len(fields) > 19 else None
-
-
 class Acquired:
     """What :meth:`HostTable.acquire` did."""
 
@@ -558,7 +545,7 @@ class HostTable:
             except OSError:
                 parts = []
             pid = int(name)
-            if len(parts) == 3 and _start_time(pid) == parts[0]:
+            if len(parts) == 3 and start_time(pid) == parts[0]:
                 live[pid] = max(int(parts[2]) if parts[2].isdigit() else 1, 1)
             elif prune:
                 try:
@@ -576,7 +563,7 @@ class HostTable:
             except FileNotFoundError:
                 pass
             return
-        started = _start_time(pid)
+        started = start_time(pid)
         if started is None:
             raise PycontainError(f"binfmt_misc: holder pid {pid} does not exist")
         os.makedirs(d, mode=0o755, exist_ok=True)
@@ -628,7 +615,7 @@ class HostTable:
                 "it would make QEMU match itself (exec fails with ELOOP)"
             )
         pid = os.getpid() if pid is None else pid
-        if _start_time(pid) is None:
+        if start_time(pid) is None:
             raise PycontainError(f"binfmt_misc: holder pid {pid} does not exist")
         name = PREFIX + target.name
         lock = self._lock()

@@ -558,7 +558,7 @@ def run(spec: dict, opts: RunOptions) -> int:
                 raise error
             # Created: the init now belongs to whoever reaps orphans (the
             # caller's subreaper, e.g. conmon, or PID 1).  `delete` cleans up.
-            st.write("owner", f"{pid} {state.owner_token(pid).split()[1]}")
+            st.write("owner", state.owner_token(pid))
             if lease is not None:
                 lease.hand_over(pid)  # the range is the init's until it dies
             if emulation is not None:

@@ -28,7 +28,7 @@ import sys
 import time
 
 from .errors import PycontainError, strerror
-from .state import DEFAULT_ROOT, ContainerState, owner_alive
+from .state import DEFAULT_ROOT, ContainerState, owner_alive, start_time
 
 OCI_VERSION = "1.0.2"
 
@@ -126,12 +126,9 @@ def status_of(st: ContainerState) -> tuple[str, int]:
     owner = (st.read("owner") or "").strip()
     if not pid or not owner_alive(owner):
         return "stopped", 0
-    # A zombie init (exited, not yet reaped by its new parent) is stopped.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return "stopped", 0
-    except OSError:
+    # The owner may be a foreground pycontain while its init has exited
+    # (a zombie, not yet reaped): that container is stopped too.
+    if start_time(pid) is None:
         return "stopped", 0
     if os.path.exists(os.path.join(st.dir, "exec.fifo")):
         return "created", pid
@@ -506,13 +503,7 @@ def cmd_delete(g: Globals, argv: list[str]) -> int:
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return
-        except OSError:
-            return
+    while time.monotonic() < deadline and start_time(pid) is not None:
         time.sleep(0.005)
 
 

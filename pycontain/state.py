@@ -20,8 +20,11 @@ DEFAULT_ROOT = "/run/pycontain"
 ROOTFS_BASE = "/var/lib/pycontain/rootfs"
 
 
-def _start_time(pid: int | str) -> str | None:
-    """Field 22 of /proc/<pid>/stat: distinguishes a reused pid."""
+def start_time(pid: int | str) -> str | None:
+    """Field 22 of /proc/<pid>/stat: distinguishes a reused pid.
+
+    None when there is no such process, or when it has exited and only its
+    zombie waits to be reaped: either way it is not alive any more."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             data = f.read()
@@ -35,7 +38,7 @@ def _start_time(pid: int | str) -> str | None:
 
 
 def owner_token(pid: int | str = "self") -> str:
-    return f"{os.getpid() if pid == 'self' else pid} {_start_time(pid)}"
+    return f"{os.getpid() if pid == 'self' else pid} {start_time(pid)}"
 
 
 def owner_alive(token: str) -> bool:
@@ -43,7 +46,23 @@ def owner_alive(token: str) -> bool:
         pid, start = token.split()
     except ValueError:
         return False
-    return _start_time(pid) == start
+    return start_time(pid) == start
+
+
+def container_alive(root: str, cid: str) -> bool:
+    """Must the state of container ``cid`` be kept?
+
+    Yes while its owner (a pycontain, or a detached container's init) runs;
+    while it is being created (the directory is made just before its owner
+    file is written); and for an OCI or ``run -d`` container, whose state
+    stays until ``delete``/``rm`` (podman asks for it after the exit)."""
+    st = ContainerState(cid, root)
+    owner = st.read("owner")
+    if owner is not None and owner_alive(owner.strip()):
+        return True
+    if owner is None and _younger_than(st.dir, 30.0):
+        return True
+    return st.read("oci") is not None
 
 
 class ContainerState:
@@ -139,21 +158,10 @@ def collect_garbage(root: str = DEFAULT_ROOT, *, verbose: bool = False) -> list[
     removed += collect_network(root)
     alive: set[str] = set()
     for cid in list_ids(root):
+        if container_alive(root, cid):
+            alive.add(cid)
+            continue
         st = ContainerState(cid, root)
-        owner = st.read("owner")
-        if owner is not None and owner_alive(owner.strip()):
-            alive.add(cid)
-            continue
-        if owner is None and _younger_than(st.dir, 30.0):
-            # Being created right now: mkdir comes just before the owner
-            # file is written.  Not ours to judge yet.
-            alive.add(cid)
-            continue
-        if st.read("oci") is not None:
-            # A created/stopped OCI or `run -d` container: its state must
-            # stay until `delete`/`rm` (podman asks for it after the exit).
-            alive.add(cid)
-            continue
         cg = st.read("cgroup")
         if cg:
             cgroups.remove_group(cg.strip())
