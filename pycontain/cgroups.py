@@ -78,8 +78,16 @@ class Cgroup:
     def create(self) -> None:
         parent = os.path.dirname(self.path)
         try:
-            os.makedirs(parent, exist_ok=True)
-            os.mkdir(self.path, 0o755)
+            for attempt in range(5):
+                os.makedirs(parent, exist_ok=True)
+                try:
+                    os.mkdir(self.path, 0o755)
+                    break
+                except FileNotFoundError:
+                    # The last container out removed the parent between
+                    # our makedirs and mkdir (remove_group): make it again.
+                    if attempt == 4:
+                        raise
             self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             raise PycontainError(
@@ -121,6 +129,7 @@ def remove_group(path: str, timeout: float = 2.0) -> None:
     while True:
         try:
             os.rmdir(path)
+            _remove_unused_parent(path)
             return
         except FileNotFoundError:
             return
@@ -137,6 +146,20 @@ def remove_group(path: str, timeout: float = 2.0) -> None:
         if time.monotonic() > deadline:
             raise PycontainError(f"cannot remove cgroup {path}: processes will not die")
         time.sleep(0.002)
+
+
+def _remove_unused_parent(path: str) -> None:
+    """The last container out also removes ``<v2 mount>/pycontain``, so that
+    nothing of ours stays in the hierarchy.  Only that directory: the
+    parents of an OCI cgroupsPath belong to whoever chose the path.  rmdir
+    fails harmlessly while other containers' groups are in it."""
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) != PARENT:
+        return
+    try:
+        os.rmdir(parent)
+    except OSError:
+        pass
 
 
 def _kill_procs(path: str) -> None:

@@ -6,8 +6,8 @@ from this module.  ``bridge`` gives the container a wire to the host, the
 way docker's default network does:
 
 1. the bridge ``pycontain0`` is created on demand with the subnet's first
-   address (the containers' gateway); it stays when the last container
-   goes, like ``docker0``;
+   address (the containers' gateway); the last container out removes it,
+   and the NAT table, so nothing of ours stays on the host;
 2. an address is leased from the subnet (a lease file under a lock, so
    concurrent runs never hand out the same one), or the fixed ``--ip``;
 3. a veth pair: the host end ``pc<id>`` joins the bridge, the other end is
@@ -183,25 +183,12 @@ def bridge_config(publish: list[str], ip: str | None = None,
 # ------------------------------------------------------------------ leases --
 
 def _owner_alive(root: str, cid: str) -> bool:
-    """Is the pycontain that owns container ``cid`` still running?
+    """Is container ``cid`` still someone's (state.container_alive)?  A
+    lease or rule of a container whose state is gone is nobody's."""
+    from .state import container_alive
 
-    A state directory whose owner file is not written yet belongs to a run
-    that is starting right now: count it as alive."""
-    from .state import owner_alive
-
-    state_dir = os.path.join(root, "containers", cid)
-    try:
-        with open(os.path.join(state_dir, "owner")) as f:
-            token = f.read().strip()
-    except FileNotFoundError:
-        return os.path.isdir(state_dir)
-    except OSError:
-        return False
-    if not token or owner_alive(token):
-        return True
-    # An OCI / `run -d` container outlives its owner by design: state.py's
-    # collect_garbage keeps it until `delete`, and so do we.
-    return os.path.exists(os.path.join(state_dir, "oci"))
+    return (os.path.isdir(os.path.join(root, "containers", cid))
+            and container_alive(root, cid))
 
 
 class Leases:
@@ -527,15 +514,11 @@ def _kill_token(token: str) -> bool:
     """SIGKILL the process a ``pid starttime`` token names, if it still is it."""
     from .state import owner_alive
 
-    if not owner_alive(token):
+    if not owner_alive(token):  # gone, or exited and only unreaped
         return False
-    pid = token.split()[0]
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False  # it exited (its lifeline closed); only unreaped
-        os.kill(int(pid), 9)
-    except (OSError, ValueError, IndexError):
+        os.kill(int(token.split()[0]), 9)
+    except (OSError, ValueError):
         return False
     return True
 
@@ -685,8 +668,26 @@ class Attachment:
             leases = Leases(self.root)
             with leases:
                 leases.release({self.cid})
-            _emit(tracer, f"released lease {self.ip}")
+                _emit(tracer, f"released lease {self.ip}")
+                _remove_bridge_if_unused(leases, tracer)
             self.ip = ""
+
+
+def _remove_bridge_if_unused(leases: Leases, tracer: Tracer | None = None) -> bool:
+    """The last container out removes the bridge and the (then empty) NAT
+    table, so that nothing of ours stays on the host.  Call it holding the
+    lease lock: a container starting meanwhile takes a lease under that lock
+    before it relies on the bridge (ensure_bridge re-creates it)."""
+    if leases.read() or not os.path.exists(f"/sys/class/net/{BRIDGE}"):
+        return False
+    _delete_links([BRIDGE])
+    _emit(tracer, f"ip link del {BRIDGE}  (no container uses it any more)")
+    try:
+        _nft(["delete", "table", "ip", NFT_TABLE])
+        _emit(tracer, f"nft delete table ip {NFT_TABLE}")
+    except PycontainError:
+        pass  # no nft, or no table: nothing to remove
+    return True
 
 
 def _delete_links(names: list[str]) -> None:
@@ -763,6 +764,8 @@ def collect_garbage(root: str) -> list[str]:
         with leases:
             for ip in leases.release(stale):
                 removed.append(f"lease {ip}")
+            if _remove_bridge_if_unused(leases):
+                removed.append(f"bridge {BRIDGE} and nft table {NFT_TABLE}")
     dead |= stale
 
     try:

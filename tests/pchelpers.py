@@ -86,6 +86,8 @@ def leftovers() -> list[str]:
             found += [os.path.join(base, n) for n in os.listdir(base)]
     for v2 in ("/sys/fs/cgroup/unified/pycontain", "/sys/fs/cgroup/pycontain"):
         if os.path.isdir(v2):
+            # The parent itself goes with the last container (cgroups.py).
+            found.append(v2)
             found += [os.path.join(v2, n) for n in os.listdir(v2)
                       if os.path.isdir(os.path.join(v2, n))]
     return found

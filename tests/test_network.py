@@ -110,13 +110,18 @@ HTTPD = ("mkdir -p /dev/shm/www && echo {body} > /dev/shm/www/index.html && "
 
 
 @pytest.fixture
-def bridge(pycontain, rootfs) -> str:
-    """Make sure the bridge exists; return its gateway address."""
-    out = pycontain.run("--network", "bridge", rootfs, "/bin/sh", "-c", "ip route")
-    assert out.returncode == 0, out.stderr
-    gateway = re.search(r"default via ([0-9.]+)", out.stdout)
-    assert gateway, out.stdout
-    return gateway.group(1)
+def bridge(pycontain, rootfs):
+    """Keep the bridge up for the test (the last container out removes it):
+    a bridge container that sleeps.  Yields the gateway address."""
+    keeper = pycontain.popen("run", "--network", "bridge", rootfs, "/bin/sh", "-c",
+                             "ip route | sed -n 's/^default via \\([0-9.]*\\).*/\\1/p'; "
+                             "sleep 120", stdout=subprocess.PIPE)
+    try:
+        gateway = read_line(keeper)
+        assert re.fullmatch(r"[0-9.]+", gateway), gateway
+        yield gateway
+    finally:
+        stop(keeper)
 
 
 # ------------------------------------------------------------------ modes --
@@ -130,7 +135,7 @@ def test_network_none_shows_only_lo(pycontain, rootfs):
     assert "UP" in links
 
 
-def test_bridge_address_route_and_etc_files(pycontain, rootfs):
+def test_bridge_address_route_and_etc_files(pycontain, rootfs, bridge):
     out = pycontain.run("--network", "bridge", "--hostname", "web1", rootfs, "/bin/sh", "-c",
                         f"{GET_IP}; ip route; echo ---; cat /etc/hosts; echo ---; "
                         "cat /etc/resolv.conf; echo ---; ls /sys/class/net")
@@ -373,7 +378,8 @@ def test_fifty_sequential_bridge_runs_leave_nothing(pycontain, rootfs):
         assert out.returncode == 0, (i, out.stderr)
     assert net_leftovers() - before == set()
     assert set(leftovers()) - state_before == set()
-    assert os.path.exists(f"/sys/class/net/{BRIDGE}")  # the bridge may stay
+    # The last container out took the bridge with it.
+    assert not os.path.exists(f"/sys/class/net/{BRIDGE}")
 
 
 def test_sigkill_then_gc_leaves_nothing(pycontain, rootfs):
