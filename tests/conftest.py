@@ -27,3 +27,14 @@ def rootfs_copy(rootfs: Path, tmp_path: Path) -> Path:
 def pycontain() -> Runner:
     return Runner()
 
+
+
+@pytest.fixture
+def bundle(rootfs: Path, tmp_path: Path, pycontain: Runner) -> Path:
+    """An OCI bundle: a copy of the busybox rootfs and `pycontain spec`'s config.json."""
+    b = tmp_path / "bundle"
+    b.mkdir()
+    shutil.copytree(rootfs, b / "rootfs", symlinks=True)
+    out = pycontain("spec", "--bundle", b)
+    assert out.returncode == 0, out.stderr
+    return b

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
-import pytest
 from pchelpers import leftovers, requires_root
 
 pytestmark = requires_root
-
-
-@pytest.fixture
-def bundle(rootfs, tmp_path, pycontain):
-    b = tmp_path / "bundle"
-    b.mkdir()
-    shutil.copytree(rootfs, b / "rootfs", symlinks=True)
-    assert pycontain("spec", "--bundle", b).returncode == 0
-    return b
 
 
 def _hook_script(path, log):

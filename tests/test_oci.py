@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
-import pytest
 from pchelpers import leftovers, one_line_error, requires_root
 
 pytestmark = requires_root
-
-
-@pytest.fixture
-def bundle(rootfs, tmp_path, pycontain):
-    b = tmp_path / "bundle"
-    b.mkdir()
-    shutil.copytree(rootfs, b / "rootfs", symlinks=True)
-    out = pycontain("spec", "--bundle", b)
-    assert out.returncode == 0, out.stderr
-    return b
 
 
 def _detached(pycontain, *args):
