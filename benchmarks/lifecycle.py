@@ -57,6 +57,7 @@ from startup import (
     host_arch,
     make_bundle,
     percentile,
+    report_setup,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -393,10 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         bundle = make_bundle(workdir, "bundle", rootfs, COMMAND)
         working, failed, setup = warm_up(runtimes, bundle, workdir, opts.wait, opts.timeout)
         skipped.update(failed)
-        for line in setup:
-            print(f"# setup: {line}", file=log)
-        for name, why in skipped.items():
-            print(f"# skipped {name}: {why}", file=log)
+        report_setup(setup, skipped, log)
         if not working:
             print("lifecycle.py: no runtime could run", file=sys.stderr)
             return 1

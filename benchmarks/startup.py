@@ -349,6 +349,15 @@ def print_table(rows: dict[str, dict[str, float | int | None]], rss: dict[str, i
         )
 
 
+
+def report_setup(setup: list[str], skipped: dict[str, str], log: object) -> None:
+    """What the harness did to the host, and which runtimes it left out and why."""
+    for line in setup:
+        print(f"# setup: {line}", file=log)
+    for name, why in skipped.items():
+        print(f"# skipped {name}: {why}", file=log)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time `pycontain run ROOTFS /bin/true` against crun, runc and bwrap "
@@ -378,10 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="pycontain-bench-") as tmp:
         runtimes, skipped, setup = make_runtimes(rootfs, Path(tmp), opts.pycontain.resolve(), wanted)
-        for line in setup:
-            print(f"# setup: {line}", file=log)
-        for name, why in skipped.items():
-            print(f"# skipped {name}: {why}", file=log)
+        report_setup(setup, skipped, log)
         if not runtimes:
             print("startup.py: no runtime could run", file=sys.stderr)
             return 1
