@@ -437,12 +437,13 @@ def run(spec: dict, opts: RunOptions) -> int:
 
         for note in plan.notes:
             tracer.emit("note", note)
-        if opts.trace and spec["linux"].get("seccomp"):
+        from . import security
+
+        found = security.filter_rules(spec) if opts.trace else None
+        if found is not None:
             from . import seccomp
 
-            caps = {c.removeprefix("CAP_") for c in
-                    spec["process"].get("capabilities", {}).get("effective", [])}
-            for line in seccomp.describe(seccomp.default_rules(caps)):
+            for line in seccomp.describe(found[0], found[1]):
                 tracer.emit("seccomp", line)
         if cgroup:
             st.write("cgroup", cgroup.path)

@@ -84,25 +84,35 @@ def capability_steps(spec: dict) -> tuple[list[p.Step], list[p.Step]]:
     return before, [p.Step(p.CAPSET, flags=keep, dev=ambient)]
 
 
-def seccomp_steps(spec: dict) -> list[p.Step]:
-    """The filter, compiled to BPF in the parent and loaded last in the child."""
+def filter_rules(spec: dict) -> tuple[list, int, str] | None:
+    """The spec's seccomp rules: (rules, default errno, what they are), or
+    None without a filter.  One source for the filter and for --trace."""
     conf = spec["linux"].get("seccomp")
     if not conf:
+        return None
+    if "profile" not in conf:  # a full OCI profile, e.g. podman's or containerd's
+        rules, default_errno = oci_seccomp_rules(conf)
+        default = "allowed" if not default_errno else f"fail with errno {default_errno}"
+        return rules, default_errno, (f"config.json's profile: {len(rules)} rules, "
+                                      f"other calls {default}")
+    from . import seccomp
+
+    caps = {c.removeprefix("CAP_") for c in spec["process"]["capabilities"]["effective"]}
+    rules = seccomp.default_rules(caps)
+    return rules, 0, (f"pycontain's default profile: {len(rules)} rules, denied calls "
+                      "fail with EPERM")
+
+
+def seccomp_steps(spec: dict) -> list[p.Step]:
+    """The filter, compiled to BPF in the parent and loaded last in the child."""
+    found = filter_rules(spec)
+    if found is None:
         return []
     from . import seccomp
 
-    if "profile" not in conf:  # a full OCI profile, e.g. podman's or containerd's
-        rules, default_errno = oci_seccomp_rules(conf)
-        prog = seccomp.compile_filter(rules, default_errno)
-        default = "allowed" if not default_errno else f"fail with errno {default_errno}"
-        return [p.Step(p.SECCOMP, a=prog, dev=len(prog),
-                       why=f"config.json's profile: {len(rules)} rules, other calls {default}")]
-    caps = {c.removeprefix("CAP_") for c in spec["process"]["capabilities"]["effective"]}
-    rules = seccomp.default_rules(caps)
-    prog = seccomp.compile_filter(rules)
-    return [p.Step(p.SECCOMP, a=prog, dev=len(prog),
-                   why=f"pycontain's default profile: {len(rules)} rules, denied calls "
-                       "fail with EPERM")]
+    rules, default_errno, what = found
+    prog = seccomp.compile_filter(rules, default_errno)
+    return [p.Step(p.SECCOMP, a=prog, dev=len(prog), why=what)]
 
 
 # --- OCI seccomp profiles -------------------------------------------------

@@ -64,5 +64,6 @@ def test_dry_run_prints_the_plan(pycontain, rootfs):
 def test_trace_goes_to_stderr_and_shows_the_steps(pycontain, rootfs):
     out = pycontain.run("--trace", rootfs, "/bin/echo", "clean")
     assert out.stdout == "clean\n"
-    for needle in ("clone3(", "CLONE_NEWNS", "mount('proc'", "pivot_root", "execve('/bin/echo'"):
+    for needle in ("clone3(", "CLONE_NEWNS", "mount('proc'", "pivot_root", "execve('/bin/echo'",
+                   "capset(", "seccomp: keyctl -> EPERM", "SECCOMP_SET_MODE_FILTER"):
         assert needle in out.stderr, needle
