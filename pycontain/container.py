@@ -493,13 +493,7 @@ def run(spec: dict, opts: RunOptions) -> int:
         if opts.name and not opts.detach:
             # A named foreground container shows in `pycontain ps`, and
             # `pycontain exec NAME` can enter it, as with docker.
-            import json
-
-            st.write("config.json", json.dumps(spec))
-            st.write("state.json", json.dumps({
-                "pid": pid, "bundle": "", "rootfs": spec["root"]["path"],
-                "annotations": spec.get("annotations", {}),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+            st.record(spec, pid)
         if cgroup and not spawned.used_clone3:
             cgroup.add_pid(pid)
         if plan.uid_map is not None:

@@ -110,9 +110,9 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
                 tracer.emit("exec", (plan.setup if r.stage == shim.STAGE_SETUP
                                      else plan.process)[r.index].describe(), r.ns)
         if pid_file:
-            with open(pid_file + ".tmp", "w") as f:
-                f.write(str(spawned.pid))
-            os.rename(pid_file + ".tmp", pid_file)
+            from .state import write_pid_file
+
+            write_pid_file(pid_file, spawned.pid)
         if detach:
             if error is not None:
                 raise error

@@ -28,7 +28,7 @@ import sys
 import time
 
 from .errors import PycontainError, strerror
-from .state import DEFAULT_ROOT, ContainerState, owner_alive, start_time
+from .state import DEFAULT_ROOT, ContainerState, owner_alive, start_time, write_pid_file
 
 OCI_VERSION = "1.0.2"
 
@@ -330,19 +330,12 @@ def create_container(g: Globals, spec: dict, cid: str, *, bundle: str,
         if os.path.exists(tmp):
             os.unlink(tmp)
     pid = ro.result_pid
-    info = {"bundle": bundle, "pid": pid, "annotations": spec.get("annotations", {}),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "rootfs": spec["root"]["path"]}
     st.write("oci", "1")
-    st.write("config.json", _json().dumps(spec))
     if spec.get("hooks"):
         st.write("hooks", "1")  # start and delete look for hooks only then
-    st.write("state.json", _json().dumps(info))
+    st.record(spec, pid, bundle)
     if pid_file:
-        tmp_pid = pid_file + ".tmp"
-        with open(tmp_pid, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp_pid, pid_file)
+        write_pid_file(pid_file, pid)
     return pid, st
 
 

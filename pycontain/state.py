@@ -90,6 +90,18 @@ class ContainerState:
             os.close(fd)
         return path
 
+    def record(self, spec: dict, pid: int, bundle: str = "") -> None:
+        """config.json and state.json: what ``state``, ``ps`` and ``exec``
+        read back about a container that others may address by its id."""
+        import json
+        import time
+
+        self.write("config.json", json.dumps(spec))
+        self.write("state.json", json.dumps({
+            "bundle": bundle, "pid": pid, "annotations": spec.get("annotations", {}),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rootfs": spec["root"]["path"]}))
+
     def read(self, name: str) -> str | None:
         try:
             with open(os.path.join(self.dir, name)) as f:
@@ -135,6 +147,14 @@ def _younger_than(path: str, seconds: float) -> bool:
 def unpack_dir_name(container_id: str) -> str:
     """Where a tarball is unpacked: the name records who is unpacking it."""
     return f"unpack-{owner_token().replace(' ', '.', 1)}-{container_id}"
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """``--pid-file``: written whole or not at all (callers poll for it)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
 
 
 def list_ids(root: str = DEFAULT_ROOT) -> list[str]:
