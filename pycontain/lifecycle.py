@@ -71,7 +71,7 @@ def run_detached(spec: dict, name: str | None, g: oci.Globals | None = None,
 
 def _describe(st: ContainerState) -> dict:
     info = oci.state_json(st)
-    config = json.loads(st.read("config.json") or "{}")
+    config = oci._config(st)
     code = (st.read("exitcode") or "").strip()
     status = info["status"]
     shown = {"running": "Up", "created": "Created", "paused": "Paused"}.get(status, "Exited")
@@ -79,8 +79,7 @@ def _describe(st: ContainerState) -> dict:
         shown = f"Exited ({code})" if code else "Exited"
     return {"id": st.id, "status": shown, "pid": info["pid"],
             "command": " ".join(config.get("process", {}).get("args", [])),
-            "created": info.get("created", ""), "rootfs": json.loads(
-                st.read("state.json") or "{}").get("rootfs", "")}
+            "created": info.get("created", ""), "rootfs": oci._load(st).get("rootfs", "")}
 
 
 def cmd_ps(argv: list[str], g: oci.Globals) -> int:

@@ -566,7 +566,7 @@ def cmd_exec(g: Globals, argv: list[str]) -> int:
     status, pid = status_of(st)
     if status not in ("running", "created"):
         raise PycontainError(f"cannot exec in container {st.id}: it is {status}")
-    config = _json().loads(st.read("config.json") or "{}")
+    config = _config(st)
     process = dict(config.get("process", {}))
     proc_file = _one(opts, "--process", "-p")
     if proc_file:
