@@ -29,7 +29,7 @@ usage: pycontain run [OPTIONS] ROOTFS [CMD [ARG...]]
            spec | create --bundle DIR [--pid-file F] [--console-socket S] ID | start ID
            | state ID | kill [--all] ID [SIG] | delete [--force] ID | run --bundle DIR [-d] ID
            | exec [--process F] [-d] [-t] ID [CMD...] | list | ps ID | pause ID | resume ID
-       pycontain gc
+       pycontain gc            remove what containers killed with SIGKILL left behind
        pycontain version
 
 ROOTFS is a directory, or a .tar, .tar.gz/.tgz, .tar.xz or .tar.zst archive.
@@ -43,7 +43,9 @@ run options:
   -u, --user USER[:GROUP]   user name or uid (from the rootfs's /etc/passwd)
   -v, --volume HOST:CTR[:ro]  bind-mount a host path (repeatable)
   -h, --hostname NAME       the container's hostname (default: its id)
-      --name NAME           a name for the container
+      --name NAME           the container's id: ps, exec, stop and rm take it
+  -d, --detach              run in the background (output in `pycontain logs NAME`;
+                            not with -t or --network bridge)
       --read-only           mount the rootfs read-only
       --network none|host|bridge  only lo (default), the host's network, or a veth
                             on the bridge pycontain0 (subnet: $PYCONTAIN_SUBNET,
