@@ -5,15 +5,16 @@ runs.  The same objects are then
 
 * printed by ``--trace`` (and ``pycontain explain``),
 * asserted on by the unit tests, and
-* executed: ``host`` steps by Python (``container.py``), ``setup`` and
-  ``process`` steps by the C shim inside the new namespaces
-  (``shim.py`` turns each :class:`Step` into one ``struct pc_op``).
+* executed: the ``setup`` and ``process`` steps by the C shim inside the
+  new namespaces (``shim.py`` turns each :class:`Step` into one
+  ``struct pc_op``).
 
-So what ``--trace`` shows cannot drift from what the runtime does.
+So what ``--trace`` shows cannot drift from what the runtime does.  What
+Python does on the host around them (state dir, cgroup, binfmt_misc,
+tarball, network) is done by ``container.py`` and traced as it happens.
 
 The phases, in the order they run::
 
-    host      Python, on the host: state dir, cgroup, binfmt, tarball ...
     clone     clone3() into new namespaces (and the cgroup)
     maps      Python writes uid_map/gid_map while the child waits
     setup     C, as the container's PID 1: mounts, hostname, pivot_root
@@ -22,11 +23,6 @@ The phases, in the order they run::
 """
 
 from __future__ import annotations
-
-# `typing` costs milliseconds to import; this constant is all we need from it.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 # Op kinds: keep in sync with the enum in csrc/shim_api.h (checked by
 # tests/test_plan.py against the compiled shim).
@@ -94,15 +90,15 @@ def mount_flag_names(flags: int) -> str:
 
 
 class Step:
-    """One step.  ``kind`` is an op number for C steps, or a string for
-    host steps; the meaning of ``a``..``d``, ``flags``, ``mode`` and
-    ``dev`` per kind is documented in csrc/shim_api.h."""
+    """One step: ``kind`` is a PC_OP_* number; the meaning of ``a``..``d``,
+    ``flags``, ``mode`` and ``dev`` per kind is documented in
+    csrc/shim_api.h."""
 
-    __slots__ = ("a", "b", "c", "d", "dev", "flags", "kind", "mode", "run", "why")
+    __slots__ = ("a", "b", "c", "d", "dev", "flags", "kind", "mode", "why")
 
     def __init__(
         self,
-        kind: int | str,
+        kind: int,
         a: str | bytes | None = None,
         b: str | None = None,
         c: str | None = None,
@@ -111,19 +107,15 @@ class Step:
         mode: int = 0,
         dev: int = 0,
         why: str = "",
-        run: Callable[[], None] | None = None,
     ) -> None:
         self.kind = kind
         self.a, self.b, self.c, self.d = a, b, c, d
         self.flags, self.mode, self.dev = flags, mode, dev
         self.why = why
-        self.run = run  # host steps only: the Python that performs it
 
     def describe(self) -> str:
         """The step as a syscall-like line, for --trace and for tests."""
         k = self.kind
-        if isinstance(k, str):
-            return k if not self.b else f"{k} {self.b}" + (f" {self.a!r}" if self.a else "")
         if k == MOUNT:
             data = f", {self.d!r}" if self.d else ""
             return (f"mount({self.a!r}, {self.b!r}, {self.c!r}, "
@@ -213,12 +205,10 @@ class Plan:
     __slots__ = (
         "argv",
         "cgroup_dir",
-        "cleanup",
         "clone_flags",
         "env",
         "file",
         "gid_map",
-        "host",
         "notes",
         "process",
         "root",
@@ -228,7 +218,6 @@ class Plan:
     )
 
     def __init__(self) -> None:
-        self.host: list[Step] = []       # Python, before clone
         self.clone_flags = 0             # CLONE_NEW* passed to clone3
         self.cgroup_dir: str | None = None   # CLONE_INTO_CGROUP target
         self.uid_map: str | None = None  # written while the child waits
@@ -240,7 +229,6 @@ class Plan:
         self.env: list[str] = []
         self.search_path = ""            # the container's PATH
         self.notes: list[str] = []       # decisions worth showing (emulation ...)
-        self.cleanup: list[Step] = []    # Python, after the container is gone
         self.root: str | None = None     # setup paths under it are walked safely (C)
 
     def lines(self) -> list[str]:
@@ -248,7 +236,6 @@ class Plan:
         from .namespaces import flag_names
 
         out = [f"note: {n}" for n in self.notes]
-        out += [f"host:    {s.describe()}" for s in self.host]
         cg = f" into cgroup {self.cgroup_dir}" if self.cgroup_dir else ""
         out.append(f"clone:   clone3({flag_names(self.clone_flags)}){cg}")
         if self.uid_map:
@@ -257,5 +244,4 @@ class Plan:
         out += [f"process: {s.describe()}" for s in self.process]
         out.append(f"exec:    execve({self.file!r}, {self.argv!r}) "
                    f"searching PATH={self.search_path}")
-        out += [f"cleanup: {s.describe()}" for s in self.cleanup]
         return out
