@@ -565,7 +565,7 @@ def run(spec: dict, opts: RunOptions) -> int:
         if master >= 0 and error is None:
             from .tty import relay
 
-            tty = relay(master, pid, opts.interactive)
+            tty = relay(master, opts.interactive)
         elif master >= 0:
             os.close(master)
 

@@ -121,7 +121,7 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
         if master >= 0 and error is None:
             from .tty import relay
 
-            tty = relay(master, spawned.pid, True)
+            tty = relay(master, True)
         status = _wait(spawned.pid)
         if tty is not None:
             tty.finish()

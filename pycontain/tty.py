@@ -117,7 +117,7 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[n:]
 
 
-def relay(master: int, pid: int, interactive: bool = True) -> Relay:
+def relay(master: int, interactive: bool = True) -> Relay:
     """Run the relay until the container's terminal closes."""
     import _signal
 
