@@ -413,13 +413,10 @@ def run(spec: dict, opts: RunOptions) -> int:
         emulation = _prepare_emulation(spec, opts, tracer)
 
         console_parent = console_child = -1
-        if spec["process"].get("terminal") and opts.console_socket:
-            console_child = _connect(opts.console_socket)  # an OCI caller's socket
-        elif spec["process"].get("terminal"):
-            import socket
+        if spec["process"].get("terminal"):
+            from .tty import console_channel
 
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            console_parent, console_child = a.detach(), b.detach()
+            console_parent, console_child = console_channel(opts.console_socket)
         plan = build_plan(spec, opts, etc_files=etc_files, console_fd=console_child,
                           emulation=emulation)
         if tree_socks is not None:
@@ -598,18 +595,6 @@ def run(spec: dict, opts: RunOptions) -> int:
         # (to nobody), instead of killing us halfway through the cleanup.
         if forwarder is not None:
             forwarder.restore()
-
-
-def _connect(path: str) -> int:
-    import socket
-
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-    except OSError as e:
-        s.close()
-        raise PycontainError(f"--console-socket {path}: {strerror(e.errno or 0)}") from None
-    return s.detach()
 
 
 def _wait(pid: int) -> int:

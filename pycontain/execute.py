@@ -36,7 +36,6 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
     from . import security, shim
     from .container import (
         Tracer,
-        _connect,
         _exit_code,
         _Forwarder,
         _process_limits,
@@ -65,13 +64,9 @@ def exec_in(st: ContainerState, init_pid: int, config: dict, process: dict, *,
                 "root": config.get("root", {})}
         console_parent = console_child = -1
         if process.get("terminal"):
-            if console_socket:
-                console_child = _connect(console_socket)
-            else:
-                import socket
+            from .tty import console_channel
 
-                a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-                console_parent, console_child = a.detach(), b.detach()
+            console_parent, console_child = console_channel(console_socket)
             plan.process.append(p.Step(p.CONSOLE, mode=console_child,
                                        flags=0 if console_socket else 1))
         plan.process.append(p.Step(p.CHDIR, b=process.get("cwd") or "/"))

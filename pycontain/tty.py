@@ -13,6 +13,27 @@ from __future__ import annotations
 import os
 import sys
 
+from .errors import PycontainError
+
+
+def console_channel(console_socket: str | None) -> tuple[int, int]:
+    """(our end or -1, the container's end) of the socket the pty master
+    travels over: an OCI caller's ``--console-socket``, which then owns the
+    terminal, or a socketpair whose other end pycontain relays itself."""
+    import socket
+
+    if console_socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(console_socket)
+        except OSError as e:
+            s.close()
+            raise PycontainError(f"--console-socket {console_socket}: "
+                                 f"{os.strerror(e.errno or 0).lower()}") from None
+        return -1, s.detach()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
 
 def accept(sock_fd: int) -> int:
     """Take the pty master the container sent (SCM_RIGHTS), give it our
