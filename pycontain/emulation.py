@@ -91,28 +91,31 @@ def detect(spec: dict, opts: RunOptions, tracer: Tracer) -> Emulation | None:
     root = spec["root"]["path"]
     argv0 = spec["process"]["args"][0]
     path_env = getenv(spec, "PATH") or DEFAULT_PATH
-    volumes = [m["destination"].rstrip("/") + "/" for m in spec["mounts"]
+    volumes = [m["destination"].rstrip("/") for m in spec["mounts"]
                if m.get("type") == "bind" or "bind" in m.get("options", [])
                or "rbind" in m.get("options", [])]
+
+    def in_a_volume(path: str) -> bool:  # the volume itself (a file), or below it
+        return any(path == v or path.startswith(v + "/") for v in volumes)
+
+    # A volume may provide (or shadow) the command: what the rootfs
+    # directory holds at that path is not what execve will see, so a
+    # command found under a volume (or not found at all) gets no verdict
+    # here: execve has the last word.
+    in_volume = False
     if volumes:
-        # A volume may provide (or shadow) the command: what the rootfs
-        # directory holds at that path is not what execve will see.
         from .entrypoint import find_command
 
         where = argv0 if "/" in argv0 else find_command(root, argv0, path_env)
-        if where is None or any(where.startswith(v) for v in volumes):
-            try:
-                r = resolve(root, argv0, path_env)
-            except PycontainError:
-                return None  # let execve have the last word
-            if any(p.startswith(v) for p in r.chain for v in volumes):
-                return None
+        in_volume = where is None or in_a_volume(where)
     try:
         r = resolve(root, argv0, path_env)
     except PycontainError as e:
-        if e.exit_code == EXIT_NOT_FOUND and volumes:
+        if in_volume or (e.exit_code == EXIT_NOT_FOUND and volumes):
             return None
         raise
+    if in_volume and any(in_a_volume(p) for p in r.chain):
+        return None
     if r.ident is None or is_native(r.ident, host_machine()):
         return None
     return _plan_foreign(spec, opts, tracer, r)

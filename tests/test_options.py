@@ -67,3 +67,15 @@ def test_trace_goes_to_stderr_and_shows_the_steps(pycontain, rootfs):
     for needle in ("clone3(", "CLONE_NEWNS", "mount('proc'", "pivot_root", "execve('/bin/echo'",
                    "capset(", "seccomp: keyctl -> EPERM", "SECCOMP_SET_MODE_FILTER"):
         assert needle in out.stderr, needle
+
+
+def test_a_volume_can_provide_the_command(pycontain, rootfs_copy, tmp_path):
+    tool = tmp_path / "tool"
+    tool.write_text("#!/bin/sh\necho from-the-volume\n")
+    tool.chmod(0o755)
+    # Twice: the first run leaves an empty bind target at /opt/tool in the
+    # rootfs (as docker does); that file must not be mistaken for the command.
+    for _ in range(2):
+        out = pycontain.run("-v", f"{tool}:/opt/tool:ro", rootfs_copy, "/opt/tool")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "from-the-volume\n"
