@@ -68,8 +68,13 @@ def ensure_rootfs(path: Path | None) -> Path:
 # --- crun on hybrid cgroups ----------------------------------------------------
 
 
+#: v1 hierarchies fix_hybrid_cgroups_for_crun mounted, for undo_crun_fix.
+_MOUNTED: list[Path] = []
+
+
 def fix_hybrid_cgroups_for_crun() -> list[str]:
-    """Let crun run on this hybrid-cgroup host, and say what was changed.
+    """Let crun run on this hybrid-cgroup host, and say what was changed
+    (undo_crun_fix puts it back when the benchmark ends).
 
     crun refuses hybrid mode ("cgroups in hybrid mode not supported") as long
     as the cgroup2 tree at /sys/fs/cgroup/unified lists any controller.  Here
@@ -91,9 +96,29 @@ def fix_hybrid_cgroups_for_crun() -> list[str]:
         if res.returncode != 0:
             done.append(f"FAILED: {' '.join(cmd)}: {res.stderr.strip()}")
         else:
+            _MOUNTED.append(target)
             done.append(
                 f"crun refuses hybrid cgroups while cgroup2 lists '{name}': ran {' '.join(cmd)}"
             )
+    return done
+
+
+def undo_crun_fix() -> list[str]:
+    """Unmount what fix_hybrid_cgroups_for_crun mounted: the controller goes
+    back to cgroup2 and the host is as the benchmark found it."""
+    done = []
+    while _MOUNTED:
+        target = _MOUNTED.pop()
+        res = subprocess.run(["umount", str(target)], capture_output=True, text=True,
+                             check=False)
+        if res.returncode == 0:
+            try:
+                target.rmdir()
+            except OSError:
+                pass
+            done.append(f"undone: umount {target}")
+        else:
+            done.append(f"FAILED: umount {target}: {res.stderr.strip()}")
     return done
 
 
@@ -359,6 +384,16 @@ def report_setup(setup: list[str], skipped: dict[str, str], log: object) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; whatever it changed on the host to let crun run
+    is put back at the end."""
+    try:
+        return _main(argv)
+    finally:
+        for line in undo_crun_fix():
+            print(f"# setup: {line}", file=sys.stderr)
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time `pycontain run ROOTFS /bin/true` against crun, runc and bwrap "
         "(same busybox rootfs, same namespaces, interleaved runs). Needs root."
