@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -958,4 +959,10 @@ int pc_open_tree(const char *path, int recursive, int userns_fd)
         }
     }
     return fd;
+}
+
+int pc_personality(unsigned long persona)
+{
+    int rc = personality(persona);
+    return rc < 0 ? -errno : rc;
 }

@@ -142,6 +142,8 @@ int pc_mount(const char *source, const char *target, const char *fstype,
 int pc_umount2(const char *target, int flags);
 int pc_pivot_root(const char *new_root, const char *put_old);
 int pc_sethostname(const char *name);
+/* personality(2): returns the previous persona, or -errno. */
+int pc_personality(unsigned long persona);
 /*
  * A detached copy of the mount tree at `path` (open_tree(OPEN_TREE_CLONE),
  * with its submounts if `recursive`), made in the caller's mount namespace.

@@ -459,7 +459,10 @@ class HostTable:
         return os.path.exists(os.path.join(self.mount, "register"))
 
     def ensure_mounted(self) -> bool:
-        """Mount binfmt_misc at ``self.mount`` if needed; True if we mounted it."""
+        """Mount binfmt_misc at ``self.mount`` if needed; True if we mounted it.
+
+        A mount of ours is recorded, so that the last entry of ours to go
+        takes it away again (:meth:`_unmount_if_ours_and_empty`)."""
         if self.mounted():
             return False
         if not os.path.isdir(self.mount):
@@ -467,23 +470,32 @@ class HostTable:
             import subprocess
 
             subprocess.run(["modprobe", "binfmt_misc"], check=False, capture_output=True)
-        import ctypes
+        from . import plan, shim
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        ms_nosuid, ms_nodev, ms_noexec = 2, 4, 8
-        rc = libc.mount(
-            b"binfmt_misc",
-            os.fsencode(self.mount),
-            b"binfmt_misc",
-            ctypes.c_ulong(ms_nosuid | ms_nodev | ms_noexec),
-            None,
-        )
-        if rc != 0:
-            err = ctypes.get_errno()
-            raise PycontainError(
-                f"cannot mount binfmt_misc on {self.mount}: {os.strerror(err).lower()}"
-            )
+        shim.mount("binfmt_misc", self.mount, "binfmt_misc",
+                   plan.MS_NOSUID | plan.MS_NODEV | plan.MS_NOEXEC)
+        os.makedirs(self.state_dir, mode=0o755, exist_ok=True)
+        with open(self._mounted_marker, "w") as f:
+            f.write(self.mount + "\n")
         return True
+
+    @property
+    def _mounted_marker(self) -> str:
+        return os.path.join(self.state_dir, "mounted-by-pycontain")
+
+    def _unmount_if_ours_and_empty(self) -> None:
+        """Leave the host as we found it: unmount binfmt_misc if pycontain
+        mounted it and the table is empty again.  (Unmounting the last mount
+        of an instance drops its entries, so never while it has any.)"""
+        if not os.path.exists(self._mounted_marker) or self.entries():
+            return
+        from . import shim
+
+        try:
+            shim.umount(self.mount)
+        except PycontainError:
+            return  # busy or gone: the next release tries again
+        os.unlink(self._mounted_marker)
 
     def entries(self) -> list[Entry]:
         """Every entry of the table (empty if binfmt_misc is not mounted)."""
@@ -653,6 +665,7 @@ class HostTable:
                 live[pid] = left
             if not live and self.entry(name) is not None:
                 self._remove_entry(name)
+                self._unmount_if_ours_and_empty()
                 return True
             return False
         finally:
@@ -670,6 +683,8 @@ class HostTable:
                 if not self.holders(target):
                     self._remove_entry(e.name)
                     removed.append(e.name)
+            if removed:
+                self._unmount_if_ours_and_empty()
             # Holder directories of entries that are gone: prune their files.
             try:
                 for d in os.listdir(self.state_dir):

@@ -205,18 +205,16 @@ def _arm32_el0() -> bool:
     Many arm64 CPUs (Apple M1, Neoverse V1/N2 based servers) have no
     AArch32 at EL0.  The kernel tells us: personality(PER_LINUX32) fails
     with EINVAL when 32-bit EL0 is unsupported.  Only ever called on
-    aarch64 hosts with a 32-bit ARM entrypoint, so the ctypes cost does not
-    touch the usual path.
+    aarch64 hosts with a 32-bit ARM entrypoint, so loading the C shim
+    here does not touch the usual path.
     """
     if not _arm32_cache:
-        import ctypes
+        from ._shim import lib
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        query = ctypes.c_ulong(0xFFFFFFFF)
-        current = libc.personality(query)
-        ok = libc.personality(ctypes.c_ulong(0x0008)) != -1  # PER_LINUX32
-        if current != -1:
-            libc.personality(ctypes.c_ulong(current))
+        current = lib.pc_personality(0xFFFFFFFF)  # query
+        ok = lib.pc_personality(0x0008) >= 0  # PER_LINUX32
+        if current >= 0:
+            lib.pc_personality(current)
         _arm32_cache.append(ok)
     return _arm32_cache[0]
 

@@ -194,3 +194,18 @@ def test_fuzz_read_elf_raises_only_pycontain_error(tmp_path: Path) -> None:
             ok += 1
         is_static_elf(str(p))  # must not raise either
     assert bad > 0
+
+
+def test_arm32_el0_probe_asks_the_kernel_and_restores_the_persona() -> None:
+    # The probe behind "can this arm64 host run 32-bit ARM": personality(2)
+    # through the C shim.  On x86_64 PER_LINUX32 is always accepted.
+    from pycontain._shim import lib
+
+    from pycontain import elf
+
+    before = lib.pc_personality(0xFFFFFFFF)
+    elf._arm32_cache.clear()
+    assert isinstance(elf._arm32_el0(), bool)
+    if os.uname().machine == "x86_64":
+        assert elf._arm32_el0() is True
+    assert lib.pc_personality(0xFFFFFFFF) == before
